@@ -1,0 +1,231 @@
+"""Targets, history windows and the leave-one-out split (SPEC section 2).
+
+For every user, each ``rec_item`` event is a recommendation target and each
+``search_item`` event is a search target (its session's query is the current
+query). The history of a target is built from the user's earlier events:
+
+* the last ``max_rec_history`` rec items and the last ``max_search_sessions``
+  search sessions (a query and the clicks that followed it) before the target,
+  merged by time; at equal time rec events come first (the event order already
+  encodes that tie rule);
+* for a search target, its own session is not history (its query is the input);
+* leakage guard: when a search target equals the last rec item before it (the
+  semi-synthetic protocol turns one purchase into both), that rec item is dropped.
+
+A target is kept only with at least ``min_rec_history`` rec items and
+``min_search_history`` search sessions in its history; a user keeps a task only
+with at least ``min_samples_per_user`` such targets. Per user and task the last
+target is the test sample, the one before it the validation sample, the rest train.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+from pydantic import Field
+
+from gensar.config import Section
+from gensar.data import schema
+from gensar.errors import DataError
+
+
+class SampleOptions(Section):
+    max_rec_history: int = Field(5, ge=0, description="Rec items in a history window (code: 5).")
+    max_search_sessions: int = Field(
+        5, ge=0, description="Search sessions in a history window (code: 5)."
+    )
+    min_rec_history: int = Field(
+        1, ge=0, description="A target needs this many earlier rec items (code: 1)."
+    )
+    min_search_history: int = Field(
+        1, ge=0, description="A target needs this many earlier search sessions (code: 1)."
+    )
+    min_samples_per_user: int = Field(
+        3,
+        ge=1,
+        description="Users need this many targets per task (code: 3); fewer drops the user from that task.",
+    )
+    leakage_guard: bool = Field(
+        True,
+        description="Drop the last rec item from a search target's history when it is the target.",
+    )
+    on_unusable_user: Literal["drop", "error"] = Field(
+        "drop", description="What to do with a user who ends with no usable target in either task."
+    )
+
+
+def build_samples(
+    events: pl.DataFrame, options: SampleOptions
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Build ``samples.parquet`` rows from events sorted in canonical order.
+
+    Returns the samples and counts of what the filters dropped (for the manifest).
+    """
+    rows: dict[str, list] = {name: [] for name in schema.SAMPLES_SCHEMA}
+    dropped = {
+        "targets_short_history": 0,
+        "user_tasks_too_few_targets": 0,
+        "users_without_target": 0,
+    }
+    columns = events.select(
+        "event_id", "user_id", "time", "behaviour", "item_id", "query_id", "session_id"
+    )
+    for user_events in columns.partition_by("user_id", maintain_order=True):
+        user = user_events["user_id"][0]
+        per_task = _user_targets(user_events, options, dropped)
+        kept_any = False
+        for task in schema.TASKS:
+            targets = per_task[task]
+            if len(targets) < options.min_samples_per_user:
+                if targets:
+                    dropped["user_tasks_too_few_targets"] += 1
+                continue
+            kept_any = True
+            last = len(targets) - 1
+            for position, (event_id, time, item, query, history) in enumerate(targets):
+                split = "test" if position == last else "valid" if position == last - 1 else "train"
+                rows["sample_id"].append(0)
+                rows["user_id"].append(user)
+                rows["task"].append(task)
+                rows["split"].append(split)
+                rows["target_event_id"].append(event_id)
+                rows["target_item_id"].append(item)
+                rows["query_id"].append(query)
+                rows["time"].append(time)
+                rows["history"].append(history)
+        if not kept_any:
+            dropped["users_without_target"] += 1
+            if options.on_unusable_user == "error":
+                raise DataError(
+                    f"user {user!r} has no usable target (fewer than {options.min_samples_per_user} "
+                    f"targets with {options.min_rec_history}+ earlier rec items and "
+                    f"{options.min_search_history}+ earlier search sessions in either task)",
+                    fix="remove such users, lower samples.min_samples_per_user / min_*_history, "
+                    "or set samples.on_unusable_user=drop",
+                )
+    samples = pl.DataFrame(rows, schema=schema.SAMPLES_SCHEMA)
+    task_order = pl.col("task").replace_strict(
+        {t: i for i, t in enumerate(schema.TASKS)}, return_dtype=pl.Int8
+    )
+    split_order = pl.col("split").replace_strict(
+        {s: i for i, s in enumerate(schema.SPLITS)}, return_dtype=pl.Int8
+    )
+    samples = samples.sort(task_order, split_order, "target_event_id").with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("sample_id")
+    )
+    return samples, dropped
+
+
+def _user_targets(
+    user_events: pl.DataFrame, options: SampleOptions, dropped: dict[str, int]
+) -> dict[str, list]:
+    """All kept targets of one user, per task, in time order."""
+    event_ids = user_events["event_id"].to_list()
+    times = user_events["time"].to_list()
+    behaviours = user_events["behaviour"].to_list()
+    items = user_events["item_id"].to_list()
+    queries = user_events["query_id"].to_list()
+    sessions = user_events["session_id"].to_list()
+
+    session_query: dict[int, str] = {}
+    for behaviour, query, session in zip(behaviours, queries, sessions, strict=True):
+        if behaviour == schema.SEARCH_QUERY:
+            session_query[session] = query
+
+    targets: dict[str, list] = {task: [] for task in schema.TASKS}
+    rec_positions: list[int] = []  # positions of rec events seen so far
+    session_order: list[int] = []  # session ids in order of their first event
+    session_events: dict[int, list[int]] = {}
+    for pos, behaviour in enumerate(behaviours):
+        if behaviour == schema.REC_ITEM:
+            history = _window(
+                rec_positions, session_order, session_events, exclude_session=None, options=options
+            )
+            if history is not None:
+                targets[schema.RECOMMENDATION].append(
+                    (
+                        event_ids[pos],
+                        times[pos],
+                        items[pos],
+                        None,
+                        _render(
+                            history, behaviours, items, queries, sessions, times, session_query
+                        ),
+                    )
+                )
+            else:
+                dropped["targets_short_history"] += 1
+        elif behaviour == schema.SEARCH_ITEM:
+            recent_rec = rec_positions
+            if options.leakage_guard and rec_positions and items[rec_positions[-1]] == items[pos]:
+                recent_rec = rec_positions[:-1]
+            history = _window(
+                recent_rec,
+                session_order,
+                session_events,
+                exclude_session=sessions[pos],
+                options=options,
+            )
+            if history is not None:
+                targets[schema.SEARCH].append(
+                    (
+                        event_ids[pos],
+                        times[pos],
+                        items[pos],
+                        session_query[sessions[pos]],
+                        _render(
+                            history, behaviours, items, queries, sessions, times, session_query
+                        ),
+                    )
+                )
+            else:
+                dropped["targets_short_history"] += 1
+        # Only now does this event become history for the events after it.
+        if behaviour == schema.REC_ITEM:
+            rec_positions.append(pos)
+        else:
+            session = sessions[pos]
+            if session not in session_events:
+                session_events[session] = []
+                session_order.append(session)
+            session_events[session].append(pos)
+    return targets
+
+
+def _window(
+    rec_positions: list[int],
+    session_order: list[int],
+    session_events: dict[int, list[int]],
+    *,
+    exclude_session: int | None,
+    options: SampleOptions,
+) -> list[int] | None:
+    """Positions of the history window, or None when the target has too little history."""
+    rec = rec_positions[-options.max_rec_history :] if options.max_rec_history else []
+    earlier_sessions = (
+        [s for s in session_order if s != exclude_session]
+        if exclude_session is not None
+        else session_order
+    )
+    if (
+        len(rec_positions) < options.min_rec_history
+        or len(earlier_sessions) < options.min_search_history
+    ):
+        return None
+    chosen = earlier_sessions[-options.max_search_sessions :] if options.max_search_sessions else []
+    search = [pos for session in chosen for pos in session_events[session]]
+    return sorted(rec + search)
+
+
+def _render(positions, behaviours, items, queries, sessions, times, session_query) -> list[dict]:
+    history = []
+    for pos in positions:
+        behaviour = behaviours[pos]
+        query = queries[pos]
+        if behaviour == schema.SEARCH_ITEM and query is None:
+            query = session_query.get(sessions[pos])
+        history.append(
+            {"behaviour": behaviour, "item_id": items[pos], "query_id": query, "time": times[pos]}
+        )
+    return history

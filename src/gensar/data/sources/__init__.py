@@ -1,0 +1,1 @@
+"""Loaders: one module per raw source format, each returning a :class:`RawData`."""

@@ -1,0 +1,93 @@
+"""Shared fixtures: a small synthetic dataset built through the real `jsonl` loader,
+and the location of the shared real data (tests that need it skip without it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GENSAR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under the shared real-data folder, or skip the test with a clear reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(
+            f"real data not available at {path} (set GENSAR_SHARED_DATA to the shared/data folder)"
+        )
+    return path
+
+
+def write_synthetic_jsonl(
+    folder: Path,
+    *,
+    n_users: int = 40,
+    n_items: int = 60,
+    n_topics: int = 6,
+    events_per_user: int = 12,
+    seed: int = 0,
+) -> Path:
+    """A catalogue of items in a few topics and users who mostly stay on one topic.
+
+    Every purchase is a rec click; about half are also a search session whose
+    query names the item's topic, so both tasks have learnable signal.
+    """
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = [f"topic{t}" for t in range(n_topics)]
+    words = ["red", "blue", "small", "large", "steel", "wood", "fast", "quiet", "cheap", "pro"]
+    items = []
+    for i in range(n_items):
+        topic = topics[i % n_topics]
+        title = f"{rng.choice(words)} {rng.choice(words)} {topic} item {i}"
+        items.append(
+            {
+                "item_id": f"i{i}",
+                "title": title,
+                "text": f"{title}. made of {rng.choice(words)}",
+                "categories": ["Shop", topic.capitalize(), f"Sub{i % 2}"],
+            }
+        )
+    by_topic = {
+        t: [it["item_id"] for it in items if it["categories"][1] == t.capitalize()] for t in topics
+    }
+    events = []
+    for u in range(n_users):
+        favourite = topics[u % n_topics]
+        time = 1_000 * u
+        for _ in range(events_per_user):
+            topic = favourite if rng.random() < 0.8 else rng.choice(topics)
+            item = rng.choice(by_topic[topic])
+            time += rng.randint(1, 50)
+            events.append({"user_id": f"u{u}", "time": time, "item_id": item})
+            if rng.random() < 0.6:
+                time += 1
+                events.append(
+                    {
+                        "user_id": f"u{u}",
+                        "time": time,
+                        "query": f"{topic} {rng.choice(words)}",
+                        "items": [rng.choice(by_topic[topic])],
+                    }
+                )
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    (folder / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in events))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A prepared dataset directory (40 users, 60 items) shared by the whole session."""
+    from gensar.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    raw = write_synthetic_jsonl(root / "raw")
+    out = root / "dataset"
+    prepare_dataset("jsonl", raw, out, log=lambda *_: None)
+    return out
