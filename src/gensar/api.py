@@ -1,0 +1,298 @@
+"""The Python API a service holds in memory: ``GenSAR.load(model_dir)``.
+
+    model = GenSAR.load("runs/amazon/model")
+    model.recommend(history, k=10)            # next item from recommendation (<R_I>)
+    model.search(history, "duct tape", k=10)  # items for a query, personalised (<S_I>)
+    model.suggest_queries(history, k=5)       # next queries (<S_Q>)
+
+A history is a list of behaviours, oldest first, each a dict such as
+``{"behaviour": "rec_item", "item_id": "B01"}``, ``{"behaviour": "search_query",
+"query": "duct tape"}`` or ``{"behaviour": "search_item", "item_id": "B07"}``
+(or :class:`~gensar.tasks.builder.HistoryEntry`). Items the model does not know
+are ignored. Batched variants (``recommend_batch``...) serve many users at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from gensar.data import schema
+from gensar.errors import GensarError
+from gensar.tasks.builder import COLLABORATIVE, SEMANTIC, HistoryEntry, TaskBuilder
+from gensar.tasks.config import TaskConfig
+from gensar.tasks.templates import NRIP, NSIP, NSQP
+from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
+
+MODEL_CARD = "gensar.json"
+ITEMS_FILE = "items.parquet"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One ranked answer: an item (with its title) or a query text, and its log-likelihood."""
+
+    item_id: str | None
+    score: float
+    title: str | None = None
+    query: str | None = None
+
+
+def as_entries(history: Sequence[HistoryEntry | Mapping[str, Any]]) -> list[HistoryEntry]:
+    """Accept HistoryEntry objects or plain dicts (the JSON of the service)."""
+    out = []
+    for n, entry in enumerate(history):
+        if isinstance(entry, HistoryEntry):
+            out.append(entry)
+            continue
+        behaviour = entry.get("behaviour")
+        if behaviour not in schema.BEHAVIOURS:
+            raise GensarError(
+                f"history[{n}]: unknown behaviour {behaviour!r}",
+                fix=f"use one of {', '.join(schema.BEHAVIOURS)}",
+            )
+        if behaviour == schema.SEARCH_QUERY:
+            query = entry.get("query")
+            if not isinstance(query, str) or not query.strip():
+                raise GensarError(f"history[{n}]: a search_query needs a non-empty 'query' text")
+            out.append(HistoryEntry(behaviour, None, query))
+        else:
+            item = entry.get("item_id")
+            if not isinstance(item, str) or not item:
+                raise GensarError(f"history[{n}]: a {behaviour} needs an 'item_id'")
+            out.append(HistoryEntry(behaviour, item, None))
+    return out
+
+
+class GenSAR:
+    """A trained GenSAR model with its tokenizer, identifiers and decoders."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        identifiers,
+        builder: TaskBuilder,
+        titles: dict[str, str],
+        *,
+        card: dict[str, Any] | None = None,
+    ):
+        from gensar.decoding import IdentifierCatalogue, SpecialTokens
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.identifiers = identifiers
+        self.builder = builder
+        self.titles = titles
+        self.card = card or {}
+        self.item_ids: list[str] = list(identifiers.item_ids)
+        self.item_index = {item: n for n, item in enumerate(self.item_ids)}
+        vocab = tokenizer.get_vocab()
+        self.special = SpecialTokens(
+            decoder_start=int(model.config.decoder_start_token_id),
+            eos=int(builder.eos_id),
+            pad=int(tokenizer.pad_token_id),
+        )
+        behaviour = builder.config.behaviour_tokens
+        self.catalogues = {
+            kind: IdentifierCatalogue(
+                vocab[BEHAVIOUR_TOKENS[schema.SEARCH_ITEM if kind == SEMANTIC else schema.REC_ITEM]]
+                if behaviour
+                else None,
+                np.array([builder.item_ids(item, kind) for item in self.item_ids], dtype=np.int64),
+                name=f"{kind} identifiers",
+            )
+            for kind in (SEMANTIC, COLLABORATIVE)
+        }
+        self._query_token = vocab[BEHAVIOUR_TOKENS[schema.SEARCH_QUERY]]
+        self._banned_in_queries = sorted(
+            {vocab[t] for t in identifiers.all_tokens()}
+            | {vocab[t] for t in BEHAVIOUR_TOKENS.values()}
+            | {vocab[t] for t in TASK_TOKENS.values()}
+        )
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str = "auto") -> GenSAR:
+        """Load everything from one model directory written by ``gensar train``."""
+        from transformers import AutoTokenizer
+
+        from gensar.ids.identifiers import ItemIdentifiers
+        from gensar.utils import pick_device
+
+        model_dir = Path(model_dir)
+        card_file = model_dir / MODEL_CARD
+        if not card_file.is_file():
+            raise GensarError(
+                f"no {MODEL_CARD}: not a gensar model directory",
+                where=model_dir,
+                fix="train one with `gensar train` and pass its model/ folder",
+            )
+        card = json.loads(card_file.read_text())
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        model = _load_model(model_dir, card)
+        model.to(pick_device(device))
+        identifiers = ItemIdentifiers.load(model_dir)
+        items = pl.read_parquet(model_dir / ITEMS_FILE)
+        descriptions = dict(
+            zip(items["item_id"].to_list(), items["description"].to_list(), strict=True)
+        )
+        titles = dict(zip(items["item_id"].to_list(), items["title"].to_list(), strict=True))
+        builder = TaskBuilder(
+            tokenizer, identifiers, descriptions, TaskConfig.model_validate(card["tasks"])
+        )
+        return cls(model, tokenizer, identifiers, builder, titles, card=card)
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _batch(self, instructions: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in instructions)
+        input_ids = torch.full((len(instructions), width), self.special.pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, ids in enumerate(instructions):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        device = self.model.device
+        return input_ids.to(device), mask.to(device)
+
+    def instructions(
+        self,
+        task: str,
+        histories: Sequence[Sequence[HistoryEntry]],
+        queries: Sequence[str | None] | None = None,
+    ) -> list[list[int]]:
+        queries = queries or [None] * len(histories)
+        return [
+            self.builder.instruction(task, h, query=q)
+            for h, q in zip(histories, queries, strict=True)
+        ]
+
+    # -- ranking ---------------------------------------------------------------------------------
+    def top_k(
+        self,
+        task: str,
+        instructions: Sequence[list[int]],
+        k: int,
+        *,
+        num_beams: int | None = None,
+        batch_size: int = 32,
+    ) -> list[list[tuple[int, float]]]:
+        """Constrained beam search over the whole catalogue: (item index, log-likelihood) per input."""
+        from gensar.decoding import beam_search
+
+        catalogue = self.catalogues[COLLABORATIVE if task == NRIP else SEMANTIC]
+        beams = max(k, num_beams or k)
+        out: list[list[tuple[int, float]]] = []
+        for start in range(0, len(instructions), batch_size):
+            input_ids, mask = self._batch(instructions[start : start + batch_size])
+            ranked = beam_search(
+                self.model, input_ids, mask, catalogue, self.special, num_beams=beams, top_k=k
+            )
+            out.extend(ranked.to_lists())
+        return out
+
+    def score_candidates(
+        self,
+        task: str,
+        instructions: Sequence[list[int]],
+        candidates: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """Exact log-likelihood of every candidate (item indices), mode (c) of the decoder."""
+        from gensar.decoding import score_candidates
+
+        catalogue = self.catalogues[COLLABORATIVE if task == NRIP else SEMANTIC]
+        width = max(len(c) for c in candidates)
+        out = np.full((len(instructions), width), -np.inf)
+        for start in range(0, len(instructions), batch_size):
+            stop = min(len(instructions), start + batch_size)
+            input_ids, mask = self._batch(instructions[start:stop])
+            scores = score_candidates(
+                self.model, input_ids, mask, catalogue, candidates[start:stop], self.special
+            )
+            out[start:stop, : scores.scores.shape[1]] = scores.scores.numpy()
+        return out
+
+    def _predictions(self, ranked: list[tuple[int, float]]) -> list[Prediction]:
+        return [
+            Prediction(self.item_ids[i], float(s), self.titles.get(self.item_ids[i]))
+            for i, s in ranked
+        ]
+
+    def recommend_batch(
+        self, histories: Sequence[Sequence[HistoryEntry | Mapping]], k: int = 10
+    ) -> list[list[Prediction]]:
+        entries = [as_entries(h) for h in histories]
+        ranked = self.top_k(NRIP, self.instructions(NRIP, entries), k)
+        return [self._predictions(r) for r in ranked]
+
+    def search_batch(
+        self,
+        histories: Sequence[Sequence[HistoryEntry | Mapping]],
+        queries: Sequence[str],
+        k: int = 10,
+    ) -> list[list[Prediction]]:
+        for query in queries:
+            if not isinstance(query, str) or not query.strip():
+                raise GensarError("the query is empty", fix="pass the text the user searched for")
+        entries = [as_entries(h) for h in histories]
+        ranked = self.top_k(
+            NSIP, self.instructions(NSIP, entries, [q.strip().lower() for q in queries]), k
+        )
+        return [self._predictions(r) for r in ranked]
+
+    def suggest_queries_batch(
+        self, histories: Sequence[Sequence[HistoryEntry | Mapping]], k: int = 5
+    ) -> list[list[Prediction]]:
+        from gensar.decoding import suggest_queries
+
+        entries = [as_entries(h) for h in histories]
+        input_ids, mask = self._batch(self.instructions(NSQP, entries))
+        found = suggest_queries(
+            self.model,
+            input_ids,
+            mask,
+            self.tokenizer,
+            self._query_token,
+            self.special,
+            k=k,
+            num_beams=max(k, 10),
+            banned_token_ids=self._banned_in_queries,
+        )
+        return [[Prediction(None, s.score, None, s.text) for s in row] for row in found]
+
+    def recommend(self, history: Sequence[HistoryEntry | Mapping], k: int = 10) -> list[Prediction]:
+        """The ``k`` items this user most likely clicks next from recommendation."""
+        return self.recommend_batch([history], k)[0]
+
+    def search(
+        self, history: Sequence[HistoryEntry | Mapping], query: str, k: int = 10
+    ) -> list[Prediction]:
+        """The ``k`` items this user most likely clicks for ``query``."""
+        return self.search_batch([history], [query], k)[0]
+
+    def suggest_queries(
+        self, history: Sequence[HistoryEntry | Mapping], k: int = 5
+    ) -> list[Prediction]:
+        """The ``k`` queries this user most likely searches next."""
+        return self.suggest_queries_batch([history], k)[0]
+
+    @cached_property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def _load_model(model_dir: Path, card: dict[str, Any]):
+    from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
+
+    if card.get("model", {}).get("preset") == "minilm":
+        return EncoderDecoderModel.from_pretrained(str(model_dir))
+    return AutoModelForSeq2SeqLM.from_pretrained(str(model_dir))

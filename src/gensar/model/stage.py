@@ -1,0 +1,326 @@
+"""`gensar train`: identifiers + dataset -> a trained GenSAR model directory.
+
+Reads ``<dataset>`` and ``<run>/identifiers``, builds (or extends) the
+vocabulary, the backbone and the five tasks, trains with validation-based model
+selection, and writes ``<run>/model``: a ``save_pretrained`` folder with the
+tokenizer, ``identifiers.parquet``, ``items.parquet`` (titles) and
+``gensar.json`` (the settings), i.e. everything ``GenSAR.load`` needs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from gensar import __version__
+from gensar.config import Section
+from gensar.data import load_dataset, schema
+from gensar.errors import GensarError
+from gensar.io import atomic_output_dir, write_json, write_parquet
+from gensar.model.backbone import ModelConfig, build_model, init_identifier_embeddings, minilm_path
+from gensar.model.train import TrainConfig, TrainResult, train
+from gensar.tasks.builder import TaskBuilder, to_entries
+from gensar.tasks.config import TaskConfig
+from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP
+from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS, build_tokenizer, extend_tokenizer
+
+
+class GenSARConfig(Section):
+    """Everything `gensar train` needs besides the dataset and the identifiers."""
+
+    tasks: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    name: str = Field("GenSAR", description="Shown in result tables.")
+
+
+def task_of_sample(task: str) -> str:
+    return schema.RECOMMENDATION if task == NRIP else schema.SEARCH
+
+
+def evaluated_tasks(config: TaskConfig) -> list[str]:
+    """Dataset tasks the model is trained to answer (used for validation)."""
+    out = []
+    if config.counts.nrip != 0:
+        out.append(schema.RECOMMENDATION)
+    if config.counts.nsip != 0:
+        out.append(schema.SEARCH)
+    if not out:
+        raise GensarError(
+            "both NRIP and NSIP are switched off: the model would answer neither task",
+            fix="keep tasks.counts.nrip or tasks.counts.nsip above 0",
+        )
+    return out
+
+
+def item_descriptions(items: pl.DataFrame) -> dict[str, str]:
+    """The item text used by Desc2ID/ID2Desc: the title, or the text when there is none."""
+    return {
+        item: (title or text)
+        for item, title, text in zip(
+            items["item_id"].to_list(),
+            items["title"].to_list(),
+            items["text"].to_list(),
+            strict=True,
+        )
+    }
+
+
+def build_vocabulary(dataset, identifiers, config: GenSARConfig):
+    """The tokenizer of a run: learned (from-scratch presets) or a pretrained one extended."""
+    special = (
+        list(BEHAVIOUR_TOKENS.values())
+        + list(TASK_TOKENS.values())
+        + list(identifiers.all_tokens())
+    )
+    if config.model.preset in ("tiny", "small"):
+        queries = dataset.events.filter(pl.col("behaviour") == schema.SEARCH_QUERY)[
+            "query_id"
+        ].to_list()
+        counts = Counter(dataset.query_text[q] for q in queries)
+        return build_tokenizer(dataset.items["text"].to_list(), counts, special, config.tasks.vocab)
+    from transformers import AutoTokenizer
+
+    source = (
+        config.model.pretrained_path
+        if config.model.preset == "pretrained"
+        else (config.model.encoder_path or minilm_path())
+    )
+    if source is None:
+        raise GensarError(
+            "preset=pretrained needs model.pretrained_path",
+            fix="set model.pretrained_path to a local checkpoint folder",
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    return extend_tokenizer(tokenizer, special)
+
+
+class Validator:
+    """Validation NDCG@5/10 and HR@10 on a fixed subset of the valid candidate lists (SPEC 8)."""
+
+    def __init__(
+        self,
+        dataset,
+        builder: TaskBuilder,
+        candidates_dir: Path,
+        tasks: list[str],
+        n_samples: int,
+        seed: int,
+    ):
+        from gensar.evaluation.candidates import load_candidates
+
+        self.parts = []
+        rng = np.random.default_rng(seed)
+        for task in tasks:
+            cands = load_candidates(candidates_dir, task, "valid")
+            samples = cands.samples(dataset)
+            rows = np.sort(rng.choice(len(cands), size=min(n_samples, len(cands)), replace=False))
+            picked = samples[rows]
+            gen_task = NRIP if task == schema.RECOMMENDATION else NSIP
+            instructions = [
+                builder.instruction(
+                    gen_task,
+                    to_entries(r["history"], dataset.query_text),
+                    query=dataset.query_text.get(r["query_id"]) if r["query_id"] else None,
+                )
+                for r in picked.iter_rows(named=True)
+            ]
+            lists = [cands.candidates[i] for i in rows]
+            indices = [[dataset.item_index[item] for item in row] for row in lists]
+            targets = cands.target_index[rows]
+            self.parts.append((task, gen_task, instructions, indices, targets))
+        self.gensar = None
+
+    def __call__(self, gensar) -> dict[str, float]:
+        from gensar.evaluation.metrics import candidate_metrics, rank_of_target
+
+        metrics: dict[str, float] = {}
+        ndcg5 = []
+        for task, gen_task, instructions, indices, targets in self.parts:
+            scores = gensar.score_candidates(gen_task, instructions, indices)
+            values = candidate_metrics(rank_of_target(scores, targets))
+            for name in ("NDCG@5", "NDCG@10", "HR@10"):
+                metrics[f"{task}/{name}"] = values[name]
+            ndcg5.append(values["NDCG@5"])
+        metrics["score"] = float(np.mean(ndcg5))
+        return metrics
+
+
+def train_gensar(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    config: GenSARConfig | None = None,
+    *,
+    candidates_dir: str | Path | None = None,
+    resume: bool = False,
+    log=print,
+    stop_after_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train GenSAR on ``dataset_dir`` with the identifiers in ``run_dir``; write ``run_dir/model``.
+
+    ``candidates_dir`` holds the evaluation candidate lists (built there if
+    missing; default ``run_dir``). Returns a summary (best validation metrics, speed).
+    """
+    from gensar.api import GenSAR
+    from gensar.evaluation.candidates import build_candidates
+    from gensar.ids.identifiers import ItemIdentifiers
+    from gensar.utils import seed_everything
+
+    config = config or GenSARConfig()
+    run_dir = Path(run_dir)
+    dataset = load_dataset(dataset_dir)
+    identifiers = ItemIdentifiers.load(run_dir)
+    if list(identifiers.item_ids) != dataset.item_ids:
+        raise GensarError(
+            "the identifiers were built for another dataset",
+            where=run_dir / "identifiers",
+            fix="run `gensar index` for this dataset first",
+        )
+    tasks = evaluated_tasks(config.tasks)
+    seed_everything(config.train.seed)
+    candidates_dir = Path(candidates_dir or run_dir)
+    build_candidates(dataset_dir, candidates_dir)
+
+    work = run_dir / "training"
+    vocab_dir = work / "tokenizer"
+    if resume and vocab_dir.is_dir():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(vocab_dir))
+    else:
+        log("building the vocabulary ...")
+        tokenizer = build_vocabulary(dataset, identifiers, config)
+        with atomic_output_dir(vocab_dir) as tmp:
+            tokenizer.save_pretrained(str(tmp))
+    descriptions = item_descriptions(dataset.items)
+    builder = TaskBuilder(tokenizer, identifiers, descriptions, config.tasks)
+    model = build_model(config.model, tokenizer, seed=config.train.seed)
+    if config.model.init_identifier_embeddings:
+        n = init_identifier_embeddings(
+            model, tokenizer, identifiers.code_vectors(), seed=config.train.seed
+        )
+        log(f"initialised {n} identifier-token embeddings from the RQ-VAE code vectors")
+    log(
+        f"model: {config.model.preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer):,}"
+    )
+
+    train_rows = {
+        NRIP: dataset.samples_for(schema.RECOMMENDATION, "train").to_dicts(),
+        NSIP: dataset.samples_for(schema.SEARCH, "train").to_dicts(),
+    }
+    train_rows[NSQP] = train_rows[NSIP]
+    query_text = dataset.query_text
+    items = dataset.item_ids
+    cache: dict[int, list] = {}
+
+    def epoch_examples(epoch: int):
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = builder.epoch_examples(
+                train_rows, query_text, items, epoch=epoch, seed=config.train.seed
+            )
+        return cache[epoch]
+
+    titles = dict(zip(items, dataset.items["title"].to_list(), strict=True))
+    gensar = GenSAR(model, tokenizer, identifiers, builder, titles)
+    validator = Validator(
+        dataset, builder, candidates_dir, tasks, config.train.eval_samples, config.train.seed
+    )
+    best_dir = work / "best"
+
+    def validate(trained_model) -> dict[str, float]:
+        gensar.model = trained_model
+        return validator(gensar)
+
+    def save_best(trained_model) -> None:
+        with atomic_output_dir(best_dir) as tmp:
+            trained_model.save_pretrained(str(tmp))
+
+    counts = Counter(e.task for e in epoch_examples(0))
+    log(
+        "examples per epoch: "
+        + ", ".join(f"{t} {counts.get(t, 0):,}" for t in (NRIP, NSIP, NSQP, DESC2ID, ID2DESC))
+    )
+    result: TrainResult = train(
+        model,
+        epoch_examples,
+        validate,
+        save_best,
+        config.train,
+        work,
+        pad_id=tokenizer.pad_token_id,
+        resume=resume,
+        stop_after_steps=stop_after_steps,
+        progress=progress,
+    )
+    if (
+        stop_after_steps is not None
+        and result.steps >= stop_after_steps
+        and not (best_dir / "config.json").exists()
+    ):
+        return {"interrupted": True, "steps": result.steps}
+    summary = {
+        "best_validation": result.best_score,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "epochs": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.seconds,
+        "examples_per_second": result.examples_per_second,
+        "validation_history": result.history,
+    }
+    write_model_dir(run_dir / "model", best_dir, tokenizer, run_dir, dataset, config, summary)
+    log(
+        f"model written to {run_dir / 'model'} (best validation NDCG@5 {result.best_score:.4f} at step {result.best_step})"
+    )
+    return summary
+
+
+def write_model_dir(
+    out: Path,
+    weights_dir: Path,
+    tokenizer,
+    run_dir: Path,
+    dataset,
+    config: GenSARConfig,
+    summary: dict[str, Any],
+) -> None:
+    """Assemble the self-contained model directory atomically."""
+    from gensar.ids.identifiers import ItemIdentifiers
+
+    with atomic_output_dir(out) as tmp:
+        for file in weights_dir.iterdir():
+            shutil.copy2(file, tmp / file.name)
+        tokenizer.save_pretrained(str(tmp))
+        ItemIdentifiers.load(run_dir).save_table(tmp)
+        items = dataset.items.select("item_id", "title")
+        descriptions = item_descriptions(dataset.items)
+        items = items.with_columns(
+            pl.Series("description", [descriptions[i] for i in items["item_id"].to_list()])
+        )
+        write_parquet(items, tmp / "items.parquet")
+        write_json(
+            tmp / "gensar.json",
+            {
+                "gensar_version": __version__,
+                "name": config.name,
+                "tasks": config.tasks.model_dump(mode="json"),
+                "model": config.model.model_dump(mode="json"),
+                "train": config.train.model_dump(mode="json"),
+                "dataset": {
+                    "path": str(dataset.path),
+                    "content_hash": dataset.manifest.get("content_hash"),
+                },
+                "training": {k: v for k, v in summary.items() if k != "validation_history"},
+                "validation_history": summary.get("validation_history", []),
+            },
+        )

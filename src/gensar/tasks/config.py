@@ -1,0 +1,57 @@
+"""Settings of the instruction tasks (paper 3.3; counts from the authors' code, SPEC 5)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from gensar.config import Section
+from gensar.tasks.vocab import VocabConfig
+
+Count = int | Literal["all"]
+
+
+class TaskCounts(Section):
+    """Examples of each task per epoch ("all" = every training sample; 0 = task off)."""
+
+    nrip: Count = Field("all", description="Next recommendation item prediction (code: all).")
+    nsip: Count = Field(
+        100_000, description="Next search item prediction (code: 100k; capped by the samples)."
+    )
+    nsqp: Count = Field(1000, description="Next search query prediction (code: 1k).")
+    desc2id: Count = Field(
+        1000, description="Description -> identifier, both identifiers (code: 1k)."
+    )
+    id2desc: Count = Field(
+        1000, description="Identifier -> description, both identifiers (code: 1k)."
+    )
+
+    def get(self, task: str) -> Count:
+        return getattr(self, task)
+
+
+class TaskConfig(Section):
+    counts: TaskCounts = Field(default_factory=TaskCounts)
+    compact: bool = Field(
+        True,
+        description="Replace the English templates by one task token (far fewer input tokens for a model "
+        "trained from scratch, which cannot use English anyway). The paper uses English templates (compact=false).",
+    )
+    behaviour_tokens: bool = Field(
+        True,
+        description="Prefix every history entry and response with its behaviour token (Eq. 11); off for the ablation.",
+    )
+    random_templates: bool = Field(
+        True,
+        description="Draw a template at random per training example (evaluation always uses the first).",
+    )
+    max_input_tokens: int = Field(
+        192, ge=16, description="Longer inputs lose their oldest history entries."
+    )
+    max_description_tokens: int = Field(
+        24,
+        ge=1,
+        description="Item descriptions (Desc2ID input, ID2Desc output) are cut to this many tokens.",
+    )
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
