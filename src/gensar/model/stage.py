@@ -27,7 +27,7 @@ from gensar.model.backbone import ModelConfig, build_model, init_identifier_embe
 from gensar.model.train import TrainConfig, TrainResult, train
 from gensar.tasks.builder import TaskBuilder, to_entries
 from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP
+from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, template_texts
 from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS, build_tokenizer, extend_tokenizer
 
 
@@ -84,7 +84,13 @@ def build_vocabulary(dataset, identifiers, config: GenSARConfig):
             "query_id"
         ].to_list()
         counts = Counter(dataset.query_text[q] for q in queries)
-        return build_tokenizer(dataset.items["text"].to_list(), counts, special, config.tasks.vocab)
+        return build_tokenizer(
+            dataset.items["text"].to_list(),
+            counts,
+            special,
+            config.tasks.vocab,
+            extra_texts=template_texts(),
+        )
     from transformers import AutoTokenizer
 
     source = (

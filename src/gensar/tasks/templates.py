@@ -59,3 +59,12 @@ TEMPLATES: dict[str, list[str]] = {
         "Give a short description of {identifier}.",
     ],
 }
+
+
+def template_texts() -> list[str]:
+    """Every template with its placeholders removed, and the history separator ("; "):
+    text the vocabulary must cover."""
+    import re
+
+    texts = [re.sub(r"\{\w+\}", " ", t) for templates in TEMPLATES.values() for t in templates]
+    return [*texts, "item; query; item"]

@@ -66,12 +66,14 @@ def build_tokenizer(
     special_tokens: list[str],
     config: VocabConfig,
     *,
-    seed: int = 0,
+    extra_texts: Iterable[str] = (),
 ):
     """Train SentencePiece on item texts and queries and return a fast transformers tokenizer.
 
     ``special_tokens`` (identifier, behaviour and task tokens) are added as
-    atomic tokens after the learned pieces. Ids 0, 1, 2 are pad, eos, unk (the T5 layout).
+    atomic tokens after the learned pieces. ``extra_texts`` (the instruction
+    templates) are part of the training text, so every template word has pieces.
+    Ids 0, 1, 2 are pad, eos, unk (the T5 layout).
     """
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
@@ -80,6 +82,8 @@ def build_tokenizer(
     from transformers import PreTrainedTokenizerFast
 
     sentences = [t for t in item_texts if t and t.strip()]
+    for text in extra_texts:
+        sentences.extend([text] * 20)
     for query, count in query_counts.items():
         sentences.extend([query] * min(count, config.max_query_repeats))
     if not sentences:
