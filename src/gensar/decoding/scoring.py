@@ -73,8 +73,9 @@ def score_candidates(
 ) -> CandidateScores:
     """Teacher-forced log-likelihood of every candidate item for each input.
 
-    ``candidates[i]`` lists item indices of ``catalogue`` for input ``i``.
-    ``include_eos`` adds log p(EOS | complete identifier), so that scores equal
+    ``candidates[i]`` lists item indices of ``catalogue`` for input ``i``; a
+    negative entry is padding (score ``-inf``), so the ``items`` of a
+    :class:`RankedItems` can be passed back in. ``include_eos`` adds log p(EOS | complete identifier), so that scores equal
     those of :func:`~gensar.decoding.beam.beam_search`. Inputs are processed
     in chunks of at most ``max_tokens`` decoder tokens (bounds the memory of the
     ``tokens x vocabulary`` logits).
@@ -156,8 +157,11 @@ def restricted_beam_search(
     top_k: int | None = None,
     include_eos: bool = True,
 ) -> RankedItems:
-    """Beam search limited to each input's candidates (the paper's evaluation protocol)."""
-    trie = catalogue.restricted_trie(_as_lists(candidates))
+    """Beam search limited to each input's candidates (the paper's evaluation protocol).
+
+    Negative entries in ``candidates`` are padding and ignored.
+    """
+    trie = catalogue.restricted_trie([[i for i in c if i >= 0] for c in _as_lists(candidates)])
     return beam_search(
         model,
         input_ids,
