@@ -132,8 +132,10 @@ def plot_tradeoff(
     ax.set_xlabel(f"search {metric} ({split})")
     ax.set_ylabel(f"recommendation {metric} ({split})")
     ax.set_title("Search vs recommendation")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    xs = [t[SEARCH] for t in value.values() if SEARCH in t] or [1.0]
+    ys = [t[RECOMMENDATION] for t in value.values() if RECOMMENDATION in t] or [1.0]
+    ax.set_xlim(0, max(max(xs) * 1.15, 1e-3))  # room for labels right of the best point
+    ax.set_ylim(0, max(max(ys) * 1.15, 1e-3))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
