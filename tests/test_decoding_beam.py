@@ -22,6 +22,7 @@ from gensar.decoding import (
     restricted_beam_search,
     score_candidates,
 )
+from gensar.decoding.reference import check_same_ranking as assert_same_ranking
 from gensar.decoding.reference import stock_beam_search
 from gensar.decoding.shared_attention import SHARED_KV
 from gensar.errors import GensarError
@@ -96,18 +97,6 @@ def random_inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
         mask[b, cut:] = 0
         ids[b, cut:] = SPECIAL.pad
     return ids, mask
-
-
-def assert_same_ranking(ours, theirs, tol: float = 1e-4) -> None:
-    """Same items and scores by rank; a different item at a rank only inside a tie (< ``tol``)."""
-    assert ours.items.shape == theirs.items.shape
-    assert torch.equal(ours.items < 0, theirs.items < 0)
-    found = ours.items >= 0
-    assert torch.allclose(ours.scores[found], theirs.scores[found], atol=tol, rtol=0)
-    for b, j in (ours.items != theirs.items).nonzero().tolist():
-        s = ours.scores[b]
-        tied = (j > 0 and s[j - 1] - s[j] < tol) or (j + 1 < len(s) and s[j] - s[j + 1] < tol)
-        assert tied, f"input {b}, rank {j}: {ours.items[b].tolist()} vs {theirs.items[b].tolist()}"
 
 
 def rows(result, start: int, stop: int | None = None, k: int | None = None):

@@ -166,3 +166,29 @@ def stock_candidate_scores(
             items[b, :n] = torch.as_tensor(cand)
             scores[b, :n] = log_probs.sum(-1).cpu()
     return CandidateScores(items, scores)
+
+
+def check_same_ranking(ours: RankedItems, theirs: RankedItems, tol: float = 1e-4) -> None:
+    """Raise AssertionError unless both rankings agree rank by rank.
+
+    Scores must match within ``tol``; a different item at a rank is accepted
+    only inside a tie (a neighbouring score within ``tol``), where float
+    rounding may legitimately swap the order.
+    """
+    if ours.items.shape != theirs.items.shape:
+        raise AssertionError(
+            f"shapes differ: {tuple(ours.items.shape)} vs {tuple(theirs.items.shape)}"
+        )
+    if not torch.equal(ours.items < 0, theirs.items < 0):
+        raise AssertionError("different numbers of results")
+    found = ours.items >= 0
+    gap = (ours.scores[found] - theirs.scores[found]).abs()
+    if gap.numel() and float(gap.max()) > tol:
+        raise AssertionError(f"scores differ by up to {float(gap.max()):.2e} (> {tol})")
+    for b, j in (ours.items != theirs.items).nonzero().tolist():
+        s = ours.scores[b]
+        tied = (j > 0 and s[j - 1] - s[j] < tol) or (j + 1 < len(s) and s[j] - s[j + 1] < tol)
+        if not tied:
+            raise AssertionError(
+                f"input {b}, rank {j}: {ours.items[b].tolist()} vs {theirs.items[b].tolist()}"
+            )
