@@ -128,7 +128,7 @@ def check_valid(result, allowed: list[set[int]], k: int) -> None:
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     n_items=st.integers(1, 60),

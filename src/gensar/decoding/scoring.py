@@ -69,7 +69,7 @@ def score_candidates(
     special: SpecialTokens | None = None,
     *,
     include_eos: bool = True,
-    max_tokens: int = 8192,
+    max_tokens: int = 2048,
 ) -> CandidateScores:
     """Teacher-forced log-likelihood of every candidate item for each input.
 
