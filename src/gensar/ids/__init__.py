@@ -1,0 +1,11 @@
+"""Item identifiers (paper 3.2): the joint RQ-VAE, collision handling and ``ItemIdentifiers``.
+
+Entry point: :func:`build_identifiers` (``gensar index``); reader:
+:class:`ItemIdentifiers` (``ItemIdentifiers.load(run_dir)``).
+"""
+
+from gensar.ids.build import build_identifiers
+from gensar.ids.config import IndexConfig
+from gensar.ids.identifiers import ItemIdentifiers
+
+__all__ = ["IndexConfig", "ItemIdentifiers", "build_identifiers"]
