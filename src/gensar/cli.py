@@ -70,6 +70,99 @@ def inspect(
     typer.echo(json.dumps(stats, indent=2) if as_json else format_statistics(stats))
 
 
+DatasetArg = Annotated[
+    Path, typer.Argument(help="A prepared dataset directory (`gensar prepare`).")
+]
+RunOpt = Annotated[Path, typer.Option("--run", "-r", help="The run directory the stages write to.")]
+
+embed_app = typer.Typer(
+    help="Item embeddings (paper 3.2.1): semantic (text encoder) and collaborative (SASRec).",
+    no_args_is_help=True,
+)
+app.add_typer(embed_app, name="embed")
+
+
+def _run_config(
+    config: Path | None, set_: list[str] | None, dataset: Path | None, run: Path | None
+):
+    from gensar.run import load_run_config, save_run_config
+
+    settings = load_run_config(config, set_, dataset=dataset, run_dir=run)
+    save_run_config(settings)
+    return settings
+
+
+@embed_app.command("text")
+def embed_text(
+    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+) -> None:
+    """Embed item texts with the sentence encoder -> RUN/embeddings/semantic.safetensors."""
+    from gensar.embed.semantic import embed_items
+
+    settings = _run_config(config, set_, dataset, run)
+    path = embed_items(settings.dataset, settings.run_dir, settings.semantic)
+    typer.echo(f"wrote {path}")
+
+
+@embed_app.command("collab")
+def embed_collab(
+    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+) -> None:
+    """Train SASRec on the training rec sequences -> RUN/embeddings/collab.safetensors."""
+    from gensar.embed.collab import train_collaborative
+
+    settings = _run_config(config, set_, dataset, run)
+    train_collaborative(settings.dataset, settings.run_dir, settings.collab)
+
+
+@app.command()
+def index(dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Learn the joint RQ-VAE and assign unique identifiers -> RUN/identifiers/."""
+    from gensar.ids.build import build_identifiers
+
+    settings = _run_config(config, set_, dataset, run)
+    report = build_identifiers(settings.dataset, settings.run_dir, settings.index)
+    typer.echo(json.dumps(report.get("collision_rate", report.get("collisions", {})), indent=2))
+
+
+@app.command()
+def train(
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the latest checkpoint in RUN/training.")
+    ] = False,
+) -> None:
+    """Train the GenSAR model on the five tasks -> RUN/model (a save_pretrained folder)."""
+    from gensar.model.stage import train_gensar
+
+    settings = _run_config(config, set_, dataset, run)
+    train_gensar(settings.dataset, settings.run_dir, settings.gensar(), resume=resume)
+
+
+@app.command("run")
+def run_all(
+    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+) -> None:
+    """All stages for one dataset: embeddings, identifiers, GenSAR training, evaluation."""
+    from gensar.pipeline import run_pipeline
+
+    run_pipeline(_run_config(config, set_, dataset, run))
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the resolved run configuration (every default, as YAML)."""
+    import yaml
+
+    from gensar.run import load_run_config
+
+    settings = load_run_config(config, set_)
+    typer.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+
+
 @app.command()
 def quickstart(
     out: Annotated[

@@ -92,12 +92,26 @@ def prepare_dataset(
 
 
 def canonical_order(events: pl.DataFrame) -> pl.DataFrame:
-    """Sort by user, time, behaviour rank (rec, query, click), input order; number the rows."""
+    """Sort by user and time; at equal time rec events first, then search sessions one
+    after another (a query before its clicks), then input order; number the rows."""
     rank = pl.col("behaviour").replace_strict(schema.BEHAVIOUR_RANK, return_dtype=pl.Int8)
+    is_search = (pl.col("behaviour") != schema.REC_ITEM).cast(pl.Int8)
+    session_start = pl.col("_input").min().over("user_id", "session_id")
     ordered = (
         events.with_row_index("_input")
-        .sort("user_id", "time", rank, "_input")
-        .drop("_input", "line", strict=False)
+        .with_columns(
+            pl.when(pl.col("session_id").is_null())
+            .then(pl.col("_input"))
+            .otherwise(session_start)
+            .alias("_session")
+        )
+        .sort("user_id", "time", is_search, "_session", rank, "_input")
+        .drop("_input", "_session", "line", strict=False)
+        .with_columns(  # a click carries the query of its session
+            pl.col("query_id").fill_null(
+                pl.col("query_id").drop_nulls().first().over("user_id", "session_id")
+            )
+        )
         .with_row_index("event_id")
         .with_columns(pl.col("event_id").cast(pl.Int64))
     )

@@ -104,7 +104,12 @@ def build_samples(
                     fix="remove such users, lower samples.min_samples_per_user / min_*_history, "
                     "or set samples.on_unusable_user=drop",
                 )
-    samples = pl.DataFrame(rows, schema=schema.SAMPLES_SCHEMA)
+    history_ids = rows.pop("history")
+    samples = pl.DataFrame(
+        rows, schema={k: v for k, v in schema.SAMPLES_SCHEMA.items() if k != "history"}
+    )
+    samples = samples.with_columns(pl.Series("history_ids", history_ids, dtype=pl.List(pl.Int64)))
+    samples = _attach_histories(samples, events)
     task_order = pl.col("task").replace_strict(
         {t: i for i, t in enumerate(schema.TASKS)}, return_dtype=pl.Int8
     )
@@ -149,9 +154,7 @@ def _user_targets(
                         times[pos],
                         items[pos],
                         None,
-                        _render(
-                            history, behaviours, items, queries, sessions, times, session_query
-                        ),
+                        [event_ids[p] for p in history],
                     )
                 )
             else:
@@ -174,9 +177,7 @@ def _user_targets(
                         times[pos],
                         items[pos],
                         session_query[sessions[pos]],
-                        _render(
-                            history, behaviours, items, queries, sessions, times, session_query
-                        ),
+                        [event_ids[p] for p in history],
                     )
                 )
             else:
@@ -203,29 +204,45 @@ def _window(
 ) -> list[int] | None:
     """Positions of the history window, or None when the target has too little history."""
     rec = rec_positions[-options.max_rec_history :] if options.max_rec_history else []
-    earlier_sessions = (
-        [s for s in session_order if s != exclude_session]
-        if exclude_session is not None
-        else session_order
-    )
-    if (
-        len(rec_positions) < options.min_rec_history
-        or len(earlier_sessions) < options.min_search_history
-    ):
+    # Only the newest sessions can matter (a search target's own session, already
+    # registered, is among them): a short tail keeps this O(window) per target.
+    tail = session_order[-(options.max_search_sessions + 1) :]
+    n_earlier = len(session_order) - (1 if exclude_session is not None else 0)
+    if len(rec_positions) < options.min_rec_history or n_earlier < options.min_search_history:
         return None
-    chosen = earlier_sessions[-options.max_search_sessions :] if options.max_search_sessions else []
+    earlier = [s for s in tail if s != exclude_session]
+    chosen = earlier[-options.max_search_sessions :] if options.max_search_sessions else []
     search = [pos for session in chosen for pos in session_events[session]]
     return sorted(rec + search)
 
 
-def _render(positions, behaviours, items, queries, sessions, times, session_query) -> list[dict]:
-    history = []
-    for pos in positions:
-        behaviour = behaviours[pos]
-        query = queries[pos]
-        if behaviour == schema.SEARCH_ITEM and query is None:
-            query = session_query.get(sessions[pos])
-        history.append(
-            {"behaviour": behaviour, "item_id": items[pos], "query_id": query, "time": times[pos]}
+def _attach_histories(samples: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Replace each sample's list of history event ids by the events themselves.
+
+    Done as one explode/join/group-by in polars: building ~10^6 small Python
+    dicts and converting them is what made this step slow.
+    """
+    entry = pl.struct("behaviour", "item_id", "query_id", "time").alias("history")
+    info = events.select("event_id", "behaviour", "item_id", "query_id", "time")
+    exploded = (
+        samples.select(pl.int_range(pl.len()).alias("_row"), "history_ids")
+        .explode("history_ids")
+        .drop_nulls("history_ids")
+        .join(info, left_on="history_ids", right_on="event_id", how="left", maintain_order="left")
+    )
+    grouped = exploded.group_by("_row", maintain_order=True).agg(entry)
+    histories = (
+        pl.DataFrame({"_row": range(samples.height)}, schema={"_row": pl.Int64})
+        .join(
+            grouped.with_columns(pl.col("_row").cast(pl.Int64)),
+            on="_row",
+            how="left",
+            maintain_order="left",
         )
-    return history
+        .with_columns(
+            pl.col("history").fill_null(pl.lit([], dtype=schema.SAMPLES_SCHEMA["history"]))
+        )
+    )
+    return samples.drop("history_ids").with_columns(
+        histories["history"].cast(schema.SAMPLES_SCHEMA["history"])
+    )
