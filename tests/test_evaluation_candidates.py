@@ -185,3 +185,16 @@ def test_clear_errors_for_too_small_catalogues_and_missing_files(tiny_dataset, t
         build_candidates(tiny_dataset, tmp_path, CandidateConfig(n_negatives=58))
     with pytest.raises(DataError, match="no candidate lists"):
         load_candidates(tmp_path / "nothing", "search", "test")
+
+
+def test_a_file_not_described_by_the_manifest_is_refused(tiny_dataset, tmp_path):
+    """A leftover list from other settings must never be ranked by mistake."""
+    build_candidates(tiny_dataset, tmp_path, SMALL)
+    stale = candidates_path(tmp_path, "search", "valid").read_bytes()
+    build_candidates(
+        tiny_dataset, tmp_path, SMALL.model_copy(update={"splits": ["test"], "seed": 9})
+    )
+    load_candidates(tmp_path, "search", "test")  # the new file is fine
+    with pytest.raises(DataError, match="not the file described"):
+        load_candidates(tmp_path, "search", "valid")  # still on disk, but from seed 3
+    assert candidates_path(tmp_path, "search", "valid").read_bytes() == stale

@@ -50,10 +50,12 @@ def sentence_transformer_encoder(
     model_path: str | Path | None = None, batch_size: int = 128, device: str | None = None
 ) -> Encoder:
     """An encoder from a local sentence-transformers folder; never downloads."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a missing model must fail at once, never download
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_path or default_model_path()), device=device)
+    model = SentenceTransformer(
+        str(model_path or default_model_path()), device=device, local_files_only=True
+    )
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         return model.encode(

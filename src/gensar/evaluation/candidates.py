@@ -186,6 +186,7 @@ def load_candidates(out_dir: str | Path, task: str, split: str) -> CandidateSet:
             where=path,
             fix="build them first with gensar.evaluation.build_candidates (or `gensar evaluate`)",
         )
+    _check_listed(path, f"{task}_{split}")
     frame = pl.read_parquet(path)
     for column, dtype in CANDIDATES_SCHEMA.items():
         if frame.schema.get(column) != dtype:
@@ -195,6 +196,22 @@ def load_candidates(out_dir: str | Path, task: str, split: str) -> CandidateSet:
                 fix="rebuild the candidates with this version of gensar",
             )
     return CandidateSet(task=task, split=split, frame=frame, path=path)
+
+
+def _check_listed(path: Path, key: str) -> None:
+    """The file must be the one the manifest describes (not a leftover of other settings)."""
+    manifest_file = path.parent / MANIFEST
+    try:
+        entry = read_json(manifest_file)["files"][key]
+    except (OSError, ValueError, KeyError):
+        entry = None
+    if entry is None or entry.get("sha256") != sha256_file(path):
+        raise DataError(
+            f"{path.name} is not the file described by {MANIFEST} (left over from other "
+            "settings, or changed since it was built)",
+            where=path,
+            fix="build the candidates again with gensar.evaluation.build_candidates",
+        )
 
 
 def _up_to_date(

@@ -73,7 +73,7 @@ def evaluate_scores(
     per_sample: dict[str, np.ndarray] = {}
     if candidate_scores is not None:
         candidate_scores = np.asarray(candidate_scores)
-        width = len(candidates.candidates[0]) if n else 0
+        width = len(candidates.frame["candidates"][0]) if n else 0
         if candidate_scores.shape != (n, width):
             raise ValueError(
                 f"{model}: candidate scores have shape {candidate_scores.shape}, "
