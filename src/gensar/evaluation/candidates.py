@@ -147,8 +147,7 @@ def build_candidates(
     folder = Path(out_dir) / CANDIDATES_DIR
     wanted = [(task, split) for task in config.tasks for split in config.splits]
     paths = {(task, split): candidates_path(out_dir, task, split) for task, split in wanted}
-    previous = _up_to_date(folder, dataset, config, paths)
-    if previous is not None and not force:
+    if not force and _up_to_date(folder, dataset, config, paths):
         return paths
 
     builder = _Builder(dataset, config)
@@ -216,26 +215,26 @@ def _check_listed(path: Path, key: str) -> None:
 
 def _up_to_date(
     folder: Path, dataset: Dataset, config: CandidateConfig, paths: dict[tuple[str, str], Path]
-) -> dict | None:
-    """The existing manifest when it covers exactly these files, settings and dataset."""
+) -> bool:
+    """Whether the existing manifest covers exactly these files, settings and dataset."""
     manifest_file = folder / MANIFEST
     if not manifest_file.is_file():
-        return None
+        return False
     try:
         manifest = read_json(manifest_file)
     except ValueError:
-        return None
+        return False
     if manifest.get("config") != config.model_dump(mode="json"):
-        return None
+        return False
     content_hash = dataset.manifest.get("content_hash")
     if content_hash is None or manifest.get("dataset", {}).get("content_hash") != content_hash:
-        return None
+        return False
     files = manifest.get("files", {})
     for (task, split), path in paths.items():
         entry = files.get(f"{task}_{split}")
         if entry is None or not path.is_file() or sha256_file(path) != entry.get("sha256"):
-            return None
-    return manifest
+            return False
+    return True
 
 
 class _Builder:
