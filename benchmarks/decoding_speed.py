@@ -173,6 +173,10 @@ def main() -> None:
     def stock_score(ids, mask, c):
         return stock_candidate_scores(model, ids, mask, cat, c, SPECIAL)
 
+    def encoder_only(ids, mask, c):
+        with torch.inference_mode():
+            return model.get_encoder()(input_ids=ids, attention_mask=mask)
+
     def ours_restricted(ids, mask, c):
         return restricted_beam_search(model, ids, mask, cat, c, SPECIAL, num_beams=beams)
 
@@ -184,6 +188,7 @@ def main() -> None:
         "beam search restricted to 100 candidates, ours": ours_restricted,
         "beam search without EOS step, ours": ours_beam_no_eos,
         "scoring without EOS, ours": ours_score_no_eos,
+        "encoder pass alone (the floor of both)": encoder_only,
     }
     load_before = os.getloadavg()
     # warm-up (first calls allocate and pick kernels)
