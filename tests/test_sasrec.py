@@ -1,0 +1,121 @@
+"""SASRec network and helpers: padding, causality, settings, batching, ranking metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gensar.config import validate
+from gensar.embed.collab import evaluate, item_popularity, make_batches
+from gensar.embed.sasrec import SASRec, SASRecConfig, pad_left
+from gensar.errors import ConfigError
+
+
+def small_model(**kw) -> SASRec:
+    torch.manual_seed(0)
+    config = SASRecConfig(hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, **kw)
+    return SASRec(n_items=20, config=config).eval()
+
+
+def test_pad_left_keeps_newest_items_and_pads_on_the_left():
+    tokens = pad_left([[1, 2, 3], [4], []], max_len=8)
+    assert tokens.tolist() == [[1, 2, 3], [0, 0, 4], [0, 0, 0]]
+    assert pad_left([list(range(1, 12))], max_len=4).tolist() == [[8, 9, 10, 11]]
+    assert pad_left([[]], max_len=4).shape == (1, 1)
+
+
+def test_outputs_are_causal():
+    """The state at position t must not depend on items after t."""
+    model = small_model()
+    a = torch.tensor([[3, 5, 7, 9, 11]])
+    b = torch.tensor([[3, 5, 7, 2, 4]])
+    with torch.no_grad():
+        ha, hb = model(a).hidden, model(b).hidden
+    torch.testing.assert_close(ha[:, :3], hb[:, :3])
+    assert not torch.allclose(ha[:, 3:], hb[:, 3:])
+
+
+def test_extra_left_padding_does_not_change_the_user_state():
+    model = small_model()
+    with torch.no_grad():
+        short = model.user_states(torch.tensor([[4, 6, 8]]))
+        padded = model.user_states(torch.tensor([[0, 0, 0, 4, 6, 8]]))
+        empty = model(torch.tensor([[0, 0]]))
+    torch.testing.assert_close(short, padded)
+    assert torch.isfinite(empty.hidden).all()
+    assert not empty.mask.any()
+
+
+def test_padding_row_is_not_an_item():
+    model = small_model()
+    assert model.item_vectors.shape == (20, 16)
+    assert model.scores(torch.zeros(3, 16)).shape == (3, 20)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"dropout": 1.5}, "dropout"),
+        ({"hidden": 64, "heads": 3}, "heads"),
+        ({"lr": 0}, "lr"),
+        ({"patience": 0}, "patience"),
+        ({"loss": "hinge"}, "loss"),
+        ({"epochs": 3}, "epochs"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors(data, field):
+    with pytest.raises(ConfigError) as err:
+        validate(SASRecConfig, data, source="run.yaml")
+    message = str(err.value)
+    assert "run.yaml" in message and "\n" not in message
+    assert field in message
+
+
+def test_batches_cover_every_sequence_once_and_repeat_with_the_seed():
+    sequences = [[1] * n for n in np.random.default_rng(1).integers(2, 30, size=1000)]
+    first = make_batches(sequences, 32, np.random.default_rng(7))
+    again = make_batches(sequences, 32, np.random.default_rng(7))
+    flat = np.concatenate(first)
+    assert sorted(flat.tolist()) == list(range(1000))
+    assert all(len(b) <= 32 for b in first)
+    assert all((a == b).all() for a, b in zip(first, again, strict=True))
+    # grouped by length: padding inside a batch is much less than with random batches
+    lengths = np.array([len(s) for s in sequences])
+    waste = sum((lengths[b].max() - lengths[b]).sum() for b in first)
+    assert waste < 0.2 * sum((lengths.max() - lengths[b]).sum() for b in first)
+
+
+class FixedScores(nn.Module):
+    """A stand-in model whose scores for every history are one fixed vector."""
+
+    max_len = 4
+
+    def __init__(self, scores: list[float]):
+        super().__init__()
+        self.fixed = torch.tensor(scores)
+
+    def user_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(tokens.shape[0], 1)
+
+    def scores(self, states: torch.Tensor) -> torch.Tensor:
+        return self.fixed.expand(states.shape[0], -1)
+
+
+def test_full_catalogue_ndcg_and_hit_rate():
+    scores = [float(20 - i) for i in range(20)]  # item i is ranked i-th (0-based)
+    model = FixedScores(scores)
+    targets = np.array([0, 2, 9, 10, 19])
+    result = evaluate(model, [[1]] * 5, targets, batch_size=2, device="cpu")
+    expected = (1.0 + 1 / math.log2(4) + 1 / math.log2(11)) / 5
+    assert result.ndcg == pytest.approx(expected)
+    assert result.hr == pytest.approx(3 / 5)
+    assert result.n == 5
+
+
+def test_popularity_counts_training_items():
+    counts = item_popularity([[1, 2, 2], [3, 1]], n_items=4)
+    assert counts.tolist() == [2.0, 2.0, 1.0, 0.0]
