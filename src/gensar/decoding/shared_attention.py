@@ -15,9 +15,13 @@ When the query has ``group`` times more rows, the rows of one input are folded
 into the query-length axis, so one SDPA call per input attends to the single
 copy of its keys: cross-attention has no interaction between query
 positions, so this is exact (up to float summation order), and it reads each
-input's keys once instead of ``group`` times (measured: about 3x faster per
-call for 20 beams over 80 encoder tokens, and no 100x copy when scoring 100
-candidates).
+input's keys once instead of ``group`` times.
+
+Measured on the tiny T5 preset (2-core CPU, 1 thread, CPU time, identical
+outputs): full-catalogue beam search (20 beams, inputs 64-90 tokens) 85-100
+ms shared, 102-115 ms with the cache copied once per beam, 110-139 ms
+re-ordered every step as stock does; scoring 100 candidates 97-115 ms shared
+against 130-197 ms with one cache copy per candidate.
 """
 
 from __future__ import annotations
