@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_decoding_beam import (
+from test_decoding_beam import (  # noqa: F401 - one_thread is an autouse fixture
     SPECIAL,
+    one_thread,
     random_catalogue,
     random_inputs,
     tiny_bert2bert,

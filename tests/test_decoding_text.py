@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding_beam import SPECIAL, VOCAB, random_inputs, tiny_t5
+from test_decoding_beam import (  # noqa: F401 - one_thread is an autouse fixture
+    SPECIAL,
+    VOCAB,
+    one_thread,
+    random_inputs,
+    tiny_t5,
+)
 
 from gensar.decoding import suggest_queries
 from gensar.errors import GensarError
