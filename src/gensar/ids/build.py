@@ -152,7 +152,7 @@ def build_identifiers(
         )
     inputs, provenance = load_inputs(run_dir, item_ids, needed_towers(config))
     loaded = time.perf_counter()
-    with torch_threads(config.num_threads):
+    with torch_threads(config.threads):
         trained = train_rqvae(inputs, config, progress=progress)
         model = trained.model
         assign_start = time.perf_counter()

@@ -91,7 +91,7 @@ def train_rqvae(
     inputs: dict[str, Tensor], config: IndexConfig, *, progress: bool = True
 ) -> TrainResult:
     """Train the variant of ``config`` on ``inputs`` (tower name -> [N, dim] float32)."""
-    with torch_threads(config.num_threads):
+    with torch_threads(config.threads):
         return _train(inputs, config, progress)
 
 
@@ -140,11 +140,13 @@ def _train(inputs: dict[str, Tensor], config: IndexConfig, progress: bool) -> Tr
             for j in range(len(model.levels)):
                 usage[j] += torch.bincount(out.encoded.codes[:, j], minlength=k)
         if config.dead_code_reset and bool((usage == 0).any()):
-            sample = order[: config.batch_size]
-            level_inputs = model.encode_all({t: data[t][sample] for t in model.towers}).level_inputs
+            sample = {t: data[t][order[: config.batch_size]] for t in model.towers}
             for j, spec in enumerate(model.levels):
                 dead = torch.nonzero(usage[j] == 0).flatten()
-                model.quantizers[spec.name].reset_codes(dead, level_inputs[j], generator)
+                if len(dead):
+                    # Residuals recomputed per level: a reset upstream changes those downstream.
+                    residual = model.encode_all(sample).level_inputs[j]
+                    model.quantizers[spec.name].reset_codes(dead, residual, generator)
         if epoch % config.check_every == 0 or epoch == config.epochs:
             record = {"epoch": epoch, **evaluate(model, data)}
             history.append(record)
@@ -152,7 +154,7 @@ def _train(inputs: dict[str, Tensor], config: IndexConfig, progress: bool) -> Tr
                 record["collision_mean"],
                 record["recon_semantic"] + record["recon_collaborative"],
             )
-            if best is None or key < best:
+            if best is None or key < best or config.checkpoint == "last":
                 best, best_epoch = key, epoch
                 best_state = copy.deepcopy(model.state_dict())
             bar.set_postfix(

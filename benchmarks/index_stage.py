@@ -1,0 +1,246 @@
+"""Benchmark of the whole index stage on a prepared dataset (default: amazon-scientific).
+
+Times the three parts of the stage as a user runs them (text embeddings, SASRec
+collaborative embeddings, RQ-VAE training + identifier assignment), then checks
+the identifier targets: collision rate after Sinkhorn at most 0.5% for each
+identifier, 100% unique identifiers after de-duplication, at least 90% of the
+codes of every level used, and the whole stage within 10 minutes.
+
+It also re-runs the assignment of the same trained RQ-VAE with the authors' plain
+Sinkhorn (colliding items may move onto codes other items hold) to show what the
+``sinkhorn_free_codes_only`` departure buys.
+
+    .venv/bin/python benchmarks/index_stage.py                      # SASRec as the stage runs it
+    .venv/bin/python benchmarks/index_stage.py --collab svd         # stand-in, no SASRec
+    .venv/bin/python benchmarks/index_stage.py --set epochs=50      # any IndexConfig override
+
+Writes ``benchmarks/results/index_stage.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gensar.config import apply_overrides, validate
+from gensar.data.dataset import load_dataset
+from gensar.embed.semantic import SemanticConfig, embed_items
+from gensar.embed.store import ItemEmbeddings
+from gensar.ids.build import assign_all, build_identifiers
+from gensar.ids.config import IndexConfig
+from gensar.ids.identifiers import WEIGHTS
+from gensar.ids.rqvae import load_rqvae
+from gensar.io import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+BUDGET_S = 600.0
+MAX_COLLISIONS = 0.005
+MIN_USAGE = 0.90
+
+
+def svd_collab(dataset_dir: Path, run_dir: Path, dim: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Stand-in collaborative embeddings: SVD of the normalised item co-occurrence matrix.
+
+    Built from the leakage-free rec training sequences (neighbours within 3
+    positions); used only when SASRec is not wanted or not available.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import svds
+
+    start = time.perf_counter()
+    dataset = load_dataset(dataset_dir)
+    index = dataset.item_index
+    rows: list[int] = []
+    cols: list[int] = []
+    for seq in dataset.rec_training_sequences().values():
+        ids = [index[i] for i in seq]
+        for a in range(len(ids)):
+            for b in range(max(0, a - 3), a):
+                rows += [ids[a], ids[b]]
+                cols += [ids[b], ids[a]]
+    n = len(index)
+    counts = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    scale = sp.diags(1.0 / np.sqrt(np.asarray(counts.sum(1)).ravel() + 1.0))
+    u, s, _ = svds(scale @ counts @ scale, k=dim, random_state=seed)
+    matrix = (u * np.sqrt(s)).astype(np.float32)
+    ItemEmbeddings(dataset.item_ids, matrix, {"kind": "svd stand-in"}).save(
+        run_dir / "embeddings" / "collab.safetensors"
+    )
+    return {"method": "co-occurrence SVD stand-in", "seconds": time.perf_counter() - start}
+
+
+def sasrec_collab(dataset_dir: Path, run_dir: Path) -> dict[str, Any]:
+    from gensar.embed.collab import train_collaborative
+    from gensar.embed.sasrec import SASRecConfig
+
+    start = time.perf_counter()
+    summary = train_collaborative(
+        dataset_dir, run_dir, SASRecConfig(), progress=False, log=lambda *_: None
+    )
+    return {
+        "method": "SASRec (gensar.embed.collab, default settings)",
+        "seconds": time.perf_counter() - start,
+        "summary": {k: v for k, v in summary.items() if isinstance(v, int | float | str)},
+    }
+
+
+def plain_sinkhorn_rates(run_dir: Path, dataset_dir: Path) -> dict[str, dict[str, float]]:
+    """Assignment of the trained model again, with the authors' unrestricted Sinkhorn."""
+    import torch
+
+    from gensar.ids.build import load_inputs, needed_towers
+
+    model = load_rqvae(run_dir / "identifiers" / WEIGHTS)
+    model.config = model.config.model_copy(update={"sinkhorn_free_codes_only": False})
+    inputs, _ = load_inputs(
+        run_dir, load_dataset(dataset_dir).item_ids, needed_towers(model.config)
+    )
+    torch.set_num_threads(1)
+    steps = assign_all(model, inputs)
+    return {kind: step.rates() for kind, step in steps.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset", type=Path, default=REPO / "runs" / "data" / "amazon-scientific"
+    )
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "bench-index-stage")
+    parser.add_argument("--collab", choices=["sasrec", "svd", "reuse"], default="sasrec")
+    parser.add_argument("--use-cache", action="store_true", help="Allow cached text embeddings.")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="IndexConfig key=value"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "index_stage")
+    args = parser.parse_args(argv)
+
+    if not (args.dataset / "manifest.json").is_file():
+        print(
+            f"error: no prepared dataset at {args.dataset}; run `gensar prepare` first",
+            file=sys.stderr,
+        )
+        return 2
+    config = validate(IndexConfig, apply_overrides({}, args.overrides), source="--set")
+    load_before = os.getloadavg()
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    embed_items(args.dataset, args.run, SemanticConfig(cache=args.use_cache))
+    timings["text_embeddings"] = time.perf_counter() - start
+
+    if args.collab == "sasrec":
+        collab = sasrec_collab(args.dataset, args.run)
+    elif args.collab == "svd":
+        collab = svd_collab(args.dataset, args.run)
+    else:
+        collab = {"method": "reused existing collab.safetensors", "seconds": 0.0}
+    timings["collaborative_embeddings"] = collab["seconds"]
+
+    start = time.perf_counter()
+    report = build_identifiers(args.dataset, args.run, config, progress=False)
+    timings["rqvae_and_assignment"] = time.perf_counter() - start
+    timings["total"] = sum(timings.values())
+    plain = plain_sinkhorn_rates(args.run, args.dataset)
+
+    learned = [row for row in report["codebook_usage"] if not row["disambiguation"]]
+    rates = report["collision_rate"]
+    checks = {
+        f"stage within {BUDGET_S:.0f} s": timings["total"] <= BUDGET_S,
+        **{
+            f"{kind} collisions after Sinkhorn <= {MAX_COLLISIONS:.1%}": rates[kind]["sinkhorn"]
+            <= MAX_COLLISIONS
+            for kind in rates
+        },
+        **{
+            f"{kind} 100% unique after de-duplication": rates[kind]["final"] == 0.0
+            for kind in rates
+        },
+        f"every level uses >= {MIN_USAGE:.0%} of its codes": all(
+            r["usage"] >= MIN_USAGE for r in learned
+        ),
+    }
+    result = {
+        "dataset": str(args.dataset),
+        "items": report["items"],
+        "variant": report["variant"],
+        "collaborative": collab,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "rqvae_timings_s": report["timings_s"],
+        "best_epoch": report["training"]["best_epoch"],
+        "collision_rate": rates,
+        "collision_rate_plain_sinkhorn": plain,
+        "codebook_usage": report["codebook_usage"],
+        "reconstruction": report["reconstruction"],
+        "settings": report["settings"],
+        "checks": checks,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "command": "python benchmarks/index_stage.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    markdown = render(result)
+    print(markdown)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out.with_suffix(".json"), result)
+    args.out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    return 0 if all(checks.values()) else 1
+
+
+def render(result: dict[str, Any]) -> str:
+    t = result["timings_s"]
+    lines = [
+        f"# Index stage on {Path(result['dataset']).name} ({result['items']} items, variant {result['variant']})",
+        "",
+        f"Command: `{result['command'].strip()}`; machine: {result['machine']['cpus']} CPUs, load average "
+        f"{result['machine']['load_average_before'][0]} before / {result['machine']['load_average_after'][0]} after "
+        "(shared machine: timings are noisy).",
+        "",
+        "| part | seconds |",
+        "|---|---:|",
+        f"| text embeddings (all-MiniLM-L6-v2, no cache) | {t['text_embeddings']:.1f} |",
+        f"| collaborative embeddings ({result['collaborative']['method']}) | {t['collaborative_embeddings']:.1f} |",
+        f"| RQ-VAE training + assignment (best epoch {result['best_epoch']}) | {t['rqvae_and_assignment']:.1f} |",
+        f"| **whole stage** | **{t['total']:.1f}** |",
+        "",
+        "| identifier | argmax | after Sinkhorn | final | plain Sinkhorn (authors') |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, rates in result["collision_rate"].items():
+        plain = result["collision_rate_plain_sinkhorn"][kind]["sinkhorn"]
+        lines.append(
+            f"| {kind} | {rates['argmax']:.2%} | {rates['sinkhorn']:.2%} | {rates['final']:.2%} | {plain:.2%} |"
+        )
+    lines += ["", "| level | codes used | of | usage | perplexity |", "|---|---:|---:|---:|---:|"]
+    for row in result["codebook_usage"]:
+        name = row["level"] + (" (disambiguation)" if row["disambiguation"] else "")
+        lines.append(
+            f"| {name} | {row['used']} | {row['of']} | {row['usage']:.1%} | {row['perplexity']:.1f} |"
+        )
+    recon = ", ".join(
+        f"{k} {v['fraction_unexplained']:.3f}" for k, v in result["reconstruction"].items()
+    )
+    lines += [
+        "",
+        f"Reconstruction (fraction of variance unexplained): {recon}.",
+        "",
+        "| check | passed |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {'yes' if ok else 'NO'} |" for name, ok in result["checks"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
