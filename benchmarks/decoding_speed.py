@@ -265,6 +265,12 @@ def main() -> None:
         "scoring p50": latency_ratio(
             latency, "scoring 100 candidates, stock model(...)", "scoring 100 candidates, ours"
         ),
+        "beam search p50 CPU": latency_ratio(
+            cpu_latency, "beam search, stock generate", "beam search, ours"
+        ),
+        "scoring p50 CPU": latency_ratio(
+            cpu_latency, "scoring 100 candidates, stock model(...)", "scoring 100 candidates, ours"
+        ),
         "beam search throughput": round(
             throughput["beam search, ours"] / throughput["beam search, stock generate"], 2
         ),

@@ -75,9 +75,10 @@ def score_candidates(
 
     ``candidates[i]`` lists item indices of ``catalogue`` for input ``i``; a
     negative entry is padding (score ``-inf``), so the ``items`` of a
-    :class:`RankedItems` can be passed back in. ``include_eos`` adds log p(EOS | complete identifier), so that scores equal
-    those of :func:`~gensar.decoding.beam.beam_search`. Inputs are processed
-    in chunks of at most ``max_tokens`` decoder tokens (bounds the memory of the
+    :class:`RankedItems` can be passed back in. ``include_eos`` adds
+    log p(EOS | complete identifier), so that scores equal those of
+    :func:`~gensar.decoding.beam.beam_search`. Inputs are processed in chunks
+    of at most ``max_tokens`` decoder tokens (bounds the memory of the
     ``tokens x vocabulary`` logits).
     """
     input_ids, attention_mask = check_inputs(input_ids, attention_mask)
@@ -121,7 +122,7 @@ def _score_chunk(
     include_eos: bool,
 ) -> torch.Tensor:
     """Scores (batch, width) for ``codes`` (batch, width, length) of one chunk of inputs."""
-    batch, width, length = codes.shape
+    batch, width, _ = codes.shape
     device = codes.device
     prompt = torch.tensor([[special.decoder_start, behaviour_token]], device=device).expand(
         batch, 2
