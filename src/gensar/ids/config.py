@@ -102,11 +102,12 @@ class IndexConfig(Section):
     sinkhorn_iters: int = Field(50, ge=1, le=10000, description="Sinkhorn-Knopp iterations.")
     sinkhorn_rounds: int = Field(20, ge=0, le=1000, description="Re-assignment rounds at most.")
     sinkhorn_free_codes_only: bool = Field(
-        True,
+        False,
         description=(
             "Let a colliding group move only to last-level codes that no other item with the "
-            "same prefix holds (departure: the authors' code lets it land on taken codes and "
-            "repeats rounds; restricting the choice resolves far more collisions per round)."
+            "same prefix holds. Off by default, as in the authors' code; on amazon-scientific "
+            "both gave the same rates (0.02% / 0.00% after Sinkhorn), on a noisier stand-in "
+            "collaborative embedding 'on' left 0.11% against 0.14%."
         ),
     )
     seed: int = Field(42, ge=0, description="Seed of initialisation, shuffling and k-means.")
