@@ -91,3 +91,45 @@ def tiny_dataset(tmp_path_factory) -> Path:
     out = root / "dataset"
     prepare_dataset("jsonl", raw, out, log=lambda *_: None)
     return out
+
+
+def tiny_run_config(dataset: Path, run_dir: Path, **overrides):
+    """Settings that run every stage on the synthetic dataset in well under a minute."""
+    from gensar.run import load_run_config
+
+    base = [
+        "collab.max_epochs=3",
+        "index.codebook_size=8",
+        "index.epochs=30",
+        "index.check_every=10",
+        "tasks.vocab.size=300",
+        "tasks.vocab.multiword=false",
+        "tasks.max_input_tokens=64",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.lr=0.005",
+        "train.eval_samples=20",
+        "train.checkpoint_every=5",
+        "train.log_every=5",
+        "model.d_model=32",
+        "model.d_ff=64",
+        "model.num_heads=2",
+        "model.num_layers=1",
+        "model.num_decoder_layers=1",
+        "evaluate.full_catalogue_samples=20",
+        "candidates.n_negatives=19",
+        "candidates.bm25_pool=29",
+    ]
+    extra = [f"{k}={v}" for k, v in overrides.items()]
+    return load_run_config(None, base + extra, dataset=dataset, run_dir=run_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A run directory with every stage built on ``tiny_dataset``: embeddings,
+    identifiers, candidate lists and a trained (tiny) model in ``<run>/model``."""
+    from gensar.pipeline import build_run
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    build_run(tiny_run_config(tiny_dataset, run_dir), log=lambda *_: None)
+    return run_dir

@@ -166,6 +166,7 @@ def train_gensar(
     config: GenSARConfig | None = None,
     *,
     candidates_dir: str | Path | None = None,
+    candidates_config=None,
     resume: bool = False,
     log=print,
     stop_after_steps: int | None = None,
@@ -194,7 +195,7 @@ def train_gensar(
     tasks = evaluated_tasks(config.tasks)
     seed_everything(config.train.seed)
     candidates_dir = Path(candidates_dir or run_dir)
-    build_candidates(dataset_dir, candidates_dir)
+    build_candidates(dataset_dir, candidates_dir, candidates_config)
 
     work = run_dir / "training"
     vocab_dir = work / "tokenizer"
