@@ -93,33 +93,38 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return out
 
 
+#: Settings that run every stage on the synthetic dataset in seconds.
+TINY_OVERRIDES = [
+    "collab.max_epochs=3",
+    "index.codebook_size=8",
+    "index.epochs=30",
+    "index.check_every=10",
+    "tasks.vocab.size=300",
+    "tasks.vocab.multiword=false",
+    "tasks.max_input_tokens=64",
+    "train.epochs=2",
+    "train.batch_size=32",
+    "train.lr=0.005",
+    "train.eval_samples=20",
+    "train.checkpoint_every=5",
+    "train.log_every=5",
+    "train.threads=1",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_heads=2",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "evaluate.full_catalogue_samples=20",
+    "candidates.n_negatives=19",
+    "candidates.bm25_pool=29",
+]
+
+
 def tiny_run_config(dataset: Path, run_dir: Path, **overrides):
-    """Settings that run every stage on the synthetic dataset in well under a minute."""
+    """A RunConfig with TINY_OVERRIDES plus ``overrides`` (dotted keys)."""
     from gensar.run import load_run_config
 
-    base = [
-        "collab.max_epochs=3",
-        "index.codebook_size=8",
-        "index.epochs=30",
-        "index.check_every=10",
-        "tasks.vocab.size=300",
-        "tasks.vocab.multiword=false",
-        "tasks.max_input_tokens=64",
-        "train.epochs=2",
-        "train.batch_size=32",
-        "train.lr=0.005",
-        "train.eval_samples=20",
-        "train.checkpoint_every=5",
-        "train.log_every=5",
-        "model.d_model=32",
-        "model.d_ff=64",
-        "model.num_heads=2",
-        "model.num_layers=1",
-        "model.num_decoder_layers=1",
-        "evaluate.full_catalogue_samples=20",
-        "candidates.n_negatives=19",
-        "candidates.bm25_pool=29",
-    ]
+    base = list(TINY_OVERRIDES)
     extra = [f"{k}={v}" for k, v in overrides.items()]
     return load_run_config(None, base + extra, dataset=dataset, run_dir=run_dir)
 

@@ -139,7 +139,13 @@ def train(
     from gensar.model.stage import train_gensar
 
     settings = _run_config(config, set_, dataset, run)
-    train_gensar(settings.dataset, settings.run_dir, settings.gensar(), resume=resume)
+    train_gensar(
+        settings.dataset,
+        settings.run_dir,
+        settings.gensar(),
+        candidates_config=settings.candidates,
+        resume=resume,
+    )
 
 
 @app.command("run")

@@ -107,7 +107,7 @@ def beam_search(
 def _search(
     model: PreTrainedModel,
     encoded: Encoded,
-    behaviour_token: int,
+    behaviour_token: int | None,
     trie: IdentifierTrie,
     special: SpecialTokens,
     num_beams: int,
@@ -116,13 +116,15 @@ def _search(
 ) -> RankedItems:
     batch = encoded.batch_size
     device = trie.device
-    prompt = torch.tensor([[special.decoder_start, behaviour_token]], device=device).expand(
-        batch, 2
-    )
+    forced = [special.decoder_start] + ([] if behaviour_token is None else [behaviour_token])
+    prompt = torch.tensor([forced], device=device).expand(batch, len(forced))
     step = decode_step(model, encoded, prompt, None)
-    first = step.logits[:, 0].float().log_softmax(-1)
-    scores = first[:, behaviour_token].unsqueeze(1)  # (batch, beams=1)
-    log_probs = step.logits[:, 1:2].float().log_softmax(-1)  # (batch, beams, vocab)
+    if behaviour_token is None:
+        scores = torch.zeros(batch, 1, device=device)
+    else:
+        first = step.logits[:, 0].float().log_softmax(-1)
+        scores = first[:, behaviour_token].unsqueeze(1)  # (batch, beams=1)
+    log_probs = step.logits[:, -1:].float().log_softmax(-1)  # (batch, beams, vocab)
     cache = step.cache
     roots = (
         torch.arange(batch, device=device)

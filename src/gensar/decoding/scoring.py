@@ -116,7 +116,7 @@ def score_candidates(
 def _score_chunk(
     model: PreTrainedModel,
     encoded: Encoded,
-    behaviour_token: int,
+    behaviour_token: int | None,
     codes: torch.Tensor,
     special: SpecialTokens,
     include_eos: bool,
@@ -124,13 +124,15 @@ def _score_chunk(
     """Scores (batch, width) for ``codes`` (batch, width, length) of one chunk of inputs."""
     batch, width, _ = codes.shape
     device = codes.device
-    prompt = torch.tensor([[special.decoder_start, behaviour_token]], device=device).expand(
-        batch, 2
-    )
+    forced = [special.decoder_start] + ([] if behaviour_token is None else [behaviour_token])
+    prompt = torch.tensor([forced], device=device).expand(batch, len(forced))
     step = decode_step(model, encoded, prompt, None)
     prefix = step.logits.float()
-    first = prefix[:, 0].log_softmax(-1)[:, behaviour_token]  # (batch,)
-    second = prefix[:, 1].log_softmax(-1).gather(1, codes[:, :, 0])  # (batch, width)
+    if behaviour_token is None:  # trained without behaviour tokens (ablation)
+        first = torch.zeros(batch, device=device)
+    else:
+        first = prefix[:, 0].log_softmax(-1)[:, behaviour_token]  # (batch,)
+    second = prefix[:, -1].log_softmax(-1).gather(1, codes[:, :, 0])  # (batch, width)
     total = first.unsqueeze(1) + second
     fed = codes if include_eos else codes[:, :, :-1]
     if fed.shape[2] == 0:

@@ -101,10 +101,18 @@ def shared_cross_attention(model: PreTrainedModel) -> Iterator[None]:
             "which the shared cross-attention cache builds on",
             fix="use a T5 or BERT-style decoder (or another transformers decoder with SDPA support)",
         )
-    config = decoder.config
-    previous = config._attn_implementation
-    config._attn_implementation = SHARED_KV
+    # Submodules may hold their own config object (EncoderDecoderModel built from two
+    # models replaces only the top-level decoder.config), so switch every one of them.
+    configs = {id(decoder.config): decoder.config}
+    for module in decoder.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            configs[id(config)] = config
+    previous = {key: config._attn_implementation for key, config in configs.items()}
+    for config in configs.values():
+        config._attn_implementation = SHARED_KV
     try:
         yield
     finally:
-        config._attn_implementation = previous
+        for key, config in configs.items():
+            config._attn_implementation = previous[key]

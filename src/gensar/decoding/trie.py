@@ -197,14 +197,16 @@ class IdentifierCatalogue:
 
     def __init__(
         self,
-        behaviour_token: int,
+        behaviour_token: int | None,
         codes: Sequence[Sequence[int]] | np.ndarray | torch.Tensor,
         items: Sequence[int] | np.ndarray | torch.Tensor | None = None,
         *,
         name: str = "identifiers",
     ):
         self.name = name
-        self.behaviour_token = int(behaviour_token)
+        # None: the model was trained without behaviour tokens (the ablation of paper
+        # Table 5); decoding then starts with the first code right after decoder_start.
+        self.behaviour_token = None if behaviour_token is None else int(behaviour_token)
         self.codes = _as_code_matrix(codes, name)
         n = self.codes.shape[0]
         self.items = (
@@ -234,7 +236,7 @@ class IdentifierCatalogue:
     def check_special_tokens(self, *special: int | None) -> None:
         """Fail if a special token (EOS, pad, start, the behaviour token) is also a code token."""
         clash = [t for t in special if t is not None and t in self.code_tokens]
-        if self.behaviour_token in self.code_tokens:
+        if self.behaviour_token is not None and self.behaviour_token in self.code_tokens:
             clash.append(self.behaviour_token)
         if clash:
             raise GensarError(

@@ -129,7 +129,7 @@ def build_model(config: ModelConfig, tokenizer, *, seed: int = 0):
 
 
 def _warm_started(config: ModelConfig, tokenizer):
-    """BERT encoder (pretrained) + small BERT decoder with cross-attention, sharing word embeddings."""
+    """BERT encoder (pretrained) + small BERT decoder with cross-attention."""
     from transformers import BertConfig, BertLMHeadModel, BertModel, EncoderDecoderModel
 
     encoder = BertModel.from_pretrained(
@@ -151,8 +151,12 @@ def _warm_started(config: ModelConfig, tokenizer):
         pad_token_id=tokenizer.pad_token_id,
     )
     decoder = BertLMHeadModel(decoder_config)
-    decoder.bert.embeddings.word_embeddings = encoder.embeddings.word_embeddings
-    decoder.cls.predictions.decoder.weight = encoder.embeddings.word_embeddings.weight
+    # The decoder starts from the encoder's pretrained word embeddings (a copy: sharing
+    # one tensor across the two halves breaks save_pretrained); its output layer is
+    # tied to its own input embeddings as usual.
+    with torch.no_grad():
+        decoder.bert.embeddings.word_embeddings.weight.copy_(encoder.embeddings.word_embeddings.weight)
+    decoder.tie_weights()
     for layer in encoder.encoder.layer[: config.freeze_encoder_layers]:
         layer.requires_grad_(False)
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)

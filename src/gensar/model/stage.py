@@ -193,6 +193,10 @@ def train_gensar(
             fix="run `gensar index` for this dataset first",
         )
     tasks = evaluated_tasks(config.tasks)
+    if config.train.threads:  # before the model is built: initialisation must not depend on it
+        import torch
+
+        torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
     candidates_dir = Path(candidates_dir or run_dir)
     build_candidates(dataset_dir, candidates_dir, candidates_config)
