@@ -1,0 +1,343 @@
+"""The service behind the routes: checks input, reads histories, batches model calls.
+
+Threads: one worker runs every model call (torch uses ``config.threads`` inside
+it), one reads the history store and one writes it, each with its own SQLite
+connection, so a history read or an event commit never waits for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from gensar.api import GenSAR, Prediction
+from gensar.data import schema
+from gensar.serving import schemas as s
+from gensar.serving.batching import MicroBatcher
+from gensar.serving.config import ServeConfig
+from gensar.serving.errors import ApiError
+from gensar.serving.store import Behaviour, HistoryStore, StoredEvent, model_window
+from gensar.tasks.builder import HistoryEntry
+
+log = logging.getLogger(__name__)
+
+# (history, k) or (history, query, k): what one request hands to the model.
+RankJob = tuple[list[HistoryEntry], int]
+SearchJob = tuple[list[HistoryEntry], str, int]
+
+
+class Service:
+    """Everything a request needs: the model (loaded once), the store and the batchers."""
+
+    def __init__(
+        self,
+        model: GenSAR,
+        store_path: str | Path,
+        config: ServeConfig,
+        *,
+        window: tuple[int, int] = (5, 5),
+    ):
+        self.model = model
+        self.config = config
+        self.store_path = Path(store_path)
+        self.window_rec, self.window_sessions = window
+        self.descriptions = _descriptions(model)
+        self._started = False
+
+    # -- life cycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store connections and start the batchers (needs the running loop)."""
+        if self._started:
+            return
+        c = self.config
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="gensar-model")
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="gensar-read")
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="gensar-write")
+        self.reader = HistoryStore(self.store_path, synchronous=c.synchronous)
+        self.writer = HistoryStore(self.store_path, synchronous=c.synchronous)
+        common = {
+            "max_batch": c.max_batch,
+            "max_wait_ms": c.max_wait_ms,
+            "enabled": c.batching,
+            "lane": asyncio.Lock(),  # one model thread: batches form when it is free
+        }
+        self.recommender = MicroBatcher(
+            self._recommend_batch, self._model_pool, name="recommend", **common
+        )
+        self.searcher = MicroBatcher(self._search_batch, self._model_pool, name="search", **common)
+        self.suggester = MicroBatcher(
+            self._suggest_batch, self._model_pool, name="suggest", **common
+        )
+        # Group commit: appends queued while one transaction commits share the next one.
+        self.appender = MicroBatcher(
+            self.writer.append_many,
+            self._write_pool,
+            max_batch=256,
+            max_wait_ms=0.0,
+            enabled=c.batching,
+            name="events",
+        )
+        for batcher in self.batchers:
+            await batcher.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        for batcher in self.batchers:
+            await batcher.stop()
+        for pool in (self._model_pool, self._read_pool, self._write_pool):
+            pool.shutdown(wait=True)
+        self.reader.close()
+        self.writer.close()
+        self._started = False
+
+    @property
+    def batchers(self) -> list[MicroBatcher]:
+        return [self.recommender, self.searcher, self.suggester, self.appender]
+
+    # -- endpoints -------------------------------------------------------------------------------
+    async def recommend(self, req: s.RecommendRequest) -> s.RankingResponse:
+        self._check_k(req.k)
+        history = await self._history(req)
+        found = await self.recommender.submit((history, req.k))
+        return s.RankingResponse(
+            user_id=req.user_id, k=req.k, history_used=len(history), items=_items(found)
+        )
+
+    async def search(self, req: s.SearchRequest) -> s.SearchResponse:
+        self._check_k(req.k)
+        query = self._check_query(req.query, "body.query")
+        history = await self._history(req)
+        found = await self.searcher.submit((history, query, req.k))
+        return s.SearchResponse(
+            user_id=req.user_id,
+            k=req.k,
+            query=query,
+            history_used=len(history),
+            items=_items(found),
+        )
+
+    async def suggest_queries(self, req: s.SuggestRequest) -> s.SuggestResponse:
+        self._check_k(req.k)
+        history = await self._history(req)
+        found = await self.suggester.submit((history, req.k))
+        queries = [s.QueryOut(query=p.query or "", score=p.score) for p in found if _finite(p)]
+        return s.SuggestResponse(
+            user_id=req.user_id, k=req.k, history_used=len(history), queries=queries
+        )
+
+    async def add_events(self, req: s.EventsRequest) -> s.EventsResponse:
+        self._check_id(req.user_id, "body.user_id")
+        if not req.events:
+            raise ApiError(
+                422, "body.events is empty: send at least one behaviour", field="body.events"
+            )
+        self._check_length(req.events, "body.events")
+        behaviours = []
+        for n, event in enumerate(req.events):
+            entry = self._check_entry(event, f"body.events[{n}]")
+            behaviours.append(Behaviour(entry.behaviour, entry.item_id, entry.query, event.time))
+        last = await self.appender.submit((req.user_id, behaviours))
+        return s.EventsResponse(user_id=req.user_id, accepted=len(behaviours), last_seq=last)
+
+    def item(self, item_id: str) -> s.ItemResponse:
+        if item_id not in self.model.item_index:
+            raise ApiError(
+                404,
+                f"unknown item {item_id!r}: not in this model's catalogue",
+                field="path.item_id",
+            )
+        return s.ItemResponse(
+            item_id=item_id,
+            title=self.model.titles.get(item_id),
+            description=self.descriptions.get(item_id),
+        )
+
+    async def user_history(self, user_id: str, limit: int) -> s.HistoryResponse:
+        self._check_id(user_id, "path.user_id")
+        if not 1 <= limit <= 1000:
+            raise ApiError(
+                422, f"query.limit must be in 1..1000 (got {limit})", field="query.limit"
+            )
+
+        def read() -> tuple[int, list[StoredEvent], list[StoredEvent] | None]:
+            newest = self.reader.newest(user_id, limit=limit)
+            window = self.reader.window(user_id, self.window_rec, self.window_sessions)
+            return self.reader.count(user_id), newest, window
+
+        total, newest, window = await self._read(read)
+        if window is None:
+            raise ApiError(
+                404, f"unknown user {user_id!r}: no behaviours stored", field="path.user_id"
+            )
+        entries = [
+            s.StoredEntryOut(
+                seq=e.seq,
+                behaviour=e.behaviour,
+                item_id=e.item_id,
+                title=self.model.titles.get(e.item_id) if e.item_id else None,
+                query=e.query,
+                time=e.time,
+            )
+            for e in reversed(newest)
+        ]
+        return s.HistoryResponse(
+            user_id=user_id, total=total, entries=entries, window=[e.seq for e in window]
+        )
+
+    async def users(self, prefix: str, limit: int) -> s.UsersResponse:
+        if not 1 <= limit <= 1000:
+            raise ApiError(
+                422, f"query.limit must be in 1..1000 (got {limit})", field="query.limit"
+            )
+        if len(prefix) > self.config.max_id_chars:
+            raise ApiError(422, "query.prefix is too long", field="query.prefix")
+        return s.UsersResponse(users=await self._read(self.reader.users, prefix, limit))
+
+    async def health(self) -> s.HealthResponse:
+        return s.HealthResponse(
+            status="ok",
+            items=len(self.model.item_ids),
+            events=await self._read(self.reader.total_events),
+            batching=self.config.batching,
+            threads=self.config.threads,
+            batches={b.name: b.stats() for b in self.batchers},
+        )
+
+    # -- histories -------------------------------------------------------------------------------
+    async def _history(self, req: s.UserOrHistory) -> list[HistoryEntry]:
+        """The window of behaviours the model reads: from the store, or from the request."""
+        if req.user_id is not None:
+            self._check_id(req.user_id, "body.user_id")
+            window = await self._read(
+                self.reader.window, req.user_id, self.window_rec, self.window_sessions
+            )
+            if window is None:
+                raise ApiError(
+                    404,
+                    f"unknown user {req.user_id!r}: no behaviours stored; post some to /events "
+                    "first, or send a 'history' instead",
+                    field="body.user_id",
+                )
+            return [HistoryEntry(e.behaviour, e.item_id, e.query) for e in window]
+        assert req.history is not None
+        if not req.history:
+            raise ApiError(
+                422,
+                "body.history is empty: give at least one behaviour, or a user_id",
+                field="body.history",
+            )
+        self._check_length(req.history, "body.history")
+        entries = [self._check_entry(e, f"body.history[{n}]") for n, e in enumerate(req.history)]
+        window, _ = model_window(reversed(entries), self.window_rec, self.window_sessions)
+        return window
+
+    async def _read(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, *args)
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.config.max_k:
+            raise ApiError(
+                422, f"body.k must be in 1..{self.config.max_k} (got {k})", field="body.k"
+            )
+
+    def _check_id(self, value: str, field: str) -> None:
+        if not value.strip():
+            raise ApiError(422, f"{field} is empty", field=field)
+        if len(value) > self.config.max_id_chars:
+            raise ApiError(
+                422,
+                f"{field} is too long ({len(value)} characters, at most {self.config.max_id_chars})",
+                field=field,
+            )
+
+    def _check_query(self, text: str, field: str) -> str:
+        query = text.strip()
+        if not query:
+            raise ApiError(
+                422, f"{field} is empty: give the text the user searched for", field=field
+            )
+        if len(query) > self.config.max_query_chars:
+            raise ApiError(
+                422,
+                f"{field} is too long ({len(query)} characters, at most "
+                f"{self.config.max_query_chars})",
+                field=field,
+            )
+        return query
+
+    def _check_length(self, entries: Sequence, field: str) -> None:
+        if len(entries) > self.config.max_history:
+            raise ApiError(
+                422,
+                f"{field} is too long ({len(entries)} behaviours, at most "
+                f"{self.config.max_history})",
+                field=field,
+            )
+
+    def _check_entry(self, entry: s.HistoryEntryIn, field: str) -> HistoryEntry:
+        if entry.behaviour == schema.SEARCH_QUERY:
+            query = self._check_query(entry.query or "", f"{field}.query")
+            return HistoryEntry(entry.behaviour, None, query)
+        item = entry.item_id or ""
+        if item not in self.model.item_index:
+            shown = item if len(item) <= 60 else item[:60] + "..."
+            raise ApiError(
+                422,
+                f"{field}.item_id: unknown item {shown!r} (not in this model's catalogue)",
+                field=f"{field}.item_id",
+            )
+        return HistoryEntry(entry.behaviour, item, None)
+
+    # -- batch functions (run in the model thread) -------------------------------------------------
+    def _recommend_batch(self, jobs: list[RankJob]) -> list[list[Prediction]]:
+        return _by_k(jobs, lambda group, k: self.model.recommend_batch([h for h, _ in group], k))
+
+    def _search_batch(self, jobs: list[SearchJob]) -> list[list[Prediction]]:
+        return _by_k(
+            jobs,
+            lambda group, k: self.model.search_batch(
+                [h for h, _, _ in group], [q for _, q, _ in group], k
+            ),
+        )
+
+    def _suggest_batch(self, jobs: list[RankJob]) -> list[list[Prediction]]:
+        return _by_k(
+            jobs, lambda group, k: self.model.suggest_queries_batch([h for h, _ in group], k)
+        )
+
+
+def _by_k(jobs: list, run) -> list:
+    """Run jobs grouped by their k (the last field): the beam width is k, so results
+    never depend on which other requests shared the batch."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for n, job in enumerate(jobs):
+        groups[job[-1]].append(n)
+    out: list = [None] * len(jobs)
+    for k, rows in groups.items():
+        for row, result in zip(rows, run([jobs[r] for r in rows], k), strict=True):
+            out[row] = result
+    return out
+
+
+def _finite(p: Prediction) -> bool:
+    return math.isfinite(p.score)
+
+
+def _items(found: list[Prediction]) -> list[s.ItemOut]:
+    return [
+        s.ItemOut(item_id=p.item_id or "", title=p.title, score=p.score)
+        for p in found
+        if _finite(p) and p.item_id
+    ]
+
+
+def _descriptions(model: GenSAR) -> dict[str, str]:
+    return dict(getattr(model.builder, "item_descriptions", {}) or {})
