@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -104,6 +105,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_mode(args, batching: bool, requests: list) -> dict:
     with tempfile.TemporaryDirectory(prefix="gensar-load-") as tmp:
         settings = [
@@ -119,7 +129,10 @@ def run_mode(args, batching: bool, requests: list) -> dict:
             with ServerProcess(args.model, args.dataset, settings, log_file=log) as server:
                 warm = requests[: 2 * args.clients]
                 asyncio.run(drive(server.url, warm, args.clients))
+                server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
                 result = asyncio.run(drive(server.url, requests, args.clients))
+                server_cpu = cpu_seconds(server.process.pid) - server_cpu
+                client_cpu = time.process_time() - client_cpu
         except Exception:
             if log.exists():
                 print(log.read_text()[-3000:], file=sys.stderr)
@@ -143,6 +156,8 @@ def run_mode(args, batching: bool, requests: list) -> dict:
             for kind, values in result["latencies"].items()
         },
         "batches": result["health"].get("batches", {}),
+        "server_cpu_ms_per_request": round(1000 * server_cpu / len(everything), 1),
+        "client_cpu_ms_per_request": round(1000 * client_cpu / len(everything), 1),
     }
     print(
         f"batching {'on ' if batching else 'off'}: {row['rps']} req/s, p50 {row['p50_ms']} ms, "
@@ -165,17 +180,20 @@ def markdown(args, rows: list[dict]) -> str:
         + f", k={args.k}. Micro-batching: up to {args.max_batch} requests or "
         f"{args.max_wait_ms} ms. Client and server share a 2-core machine.",
         "",
-        "| batching | requests | errors | req/s | p50 ms | p99 ms | recommend p50 / p99 | search p50 / p99 | events p50 / p99 | mean model batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batching | requests | errors | req/s | p50 ms | p99 ms | recommend p50 / p99 | search p50 / p99 | events p50 / p99 | mean batch rec / search | server CPU ms/req | client CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         kinds = r["per_kind"]
-        mean_batch = r["batches"].get("recommend", {}).get("mean_batch", "")
+        mean_batch = " / ".join(
+            str(r["batches"].get(kind, {}).get("mean_batch", ""))
+            for kind in ("recommend", "search")
+        )
         lines.append(
             f"| {'on' if r['batching'] else 'off'} | {r['requests']} | {r['errors']} | {r['rps']} "
             f"| {r['p50_ms']} | {r['p99_ms']} "
             + " ".join(f"| {kinds[k]['p50_ms']} / {kinds[k]['p99_ms']}" for k in MIX)
-            + f" | {mean_batch} |"
+            + f" | {mean_batch} | {r['server_cpu_ms_per_request']} | {r['client_cpu_ms_per_request']} |"
         )
     if on and off:
         lines += [

@@ -1,4 +1,4 @@
-"""History store (SQLite) and micro-batcher: the serving parts that need no model."""
+"""History store (SQLite), micro-batcher and settings: the serving parts that need no model."""
 
 from __future__ import annotations
 
@@ -262,3 +262,37 @@ def test_batchers_sharing_a_lane_take_turns_and_batch_what_queued_meanwhile():
     results = run(main())
     assert results == [0, *range(10), *range(1, 11)]
     assert calls == [("a", 1), ("b", 10), ("a", 10)]
+
+
+# -- configuration --------------------------------------------------------------------------------
+def test_serve_config_from_yaml_section_and_overrides(tmp_path):
+    from gensar.serving.config import load_serve_config
+
+    file = tmp_path / "serve.yaml"
+    file.write_text("serve:\n  port: 9000\n  max_k: 20\n")
+    config = load_serve_config(file, ["batching=false", "api_key=abcdefgh12"])
+    assert (config.port, config.max_k, config.batching, config.api_key) == (
+        9000,
+        20,
+        False,
+        "abcdefgh12",
+    )
+    assert config.host == "127.0.0.1" and config.is_local()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("port=70000", "field 'port'"),
+        ("max_batch=0", "field 'max_batch'"),
+        ("api_key=short", "field 'api_key'"),
+        ("synchronous=off", "field 'synchronous'"),
+        ("bogus=1", "unknown setting"),
+    ],
+)
+def test_bad_serve_settings_are_config_errors(override, message):
+    from gensar.errors import ConfigError
+    from gensar.serving.config import load_serve_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_serve_config(None, [override])

@@ -67,12 +67,16 @@ class MicroBatcher(Generic[T, R]):
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, error: Exception | None = None) -> None:
+        """Stop collecting; requests still queued get ``error`` (default: RuntimeError)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        while self._queue is not None and not self._queue.empty():
+            waiting = self._queue.get_nowait()
+            _settle(waiting.future, error=error or RuntimeError(f"{self.name} batcher stopped"))
 
     async def submit(self, payload: T) -> R:
         """The result for one payload; its exception if the batch function raised for it."""

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gensar.api import GenSAR, Prediction
-from gensar.data import schema
 from gensar.serving import schemas as s
 from gensar.serving.batching import MicroBatcher
+from gensar.serving.checks import Checks
 from gensar.serving.config import ServeConfig
 from gensar.serving.errors import ApiError
 from gensar.serving.store import Behaviour, HistoryStore, StoredEvent, model_window
@@ -47,6 +46,7 @@ class Service:
         self.store_path = Path(store_path)
         self.window_rec, self.window_sessions = window
         self.descriptions = _descriptions(model)
+        self.check = Checks(config, model.item_index)
         self._started = False
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -89,8 +89,9 @@ class Service:
     async def stop(self) -> None:
         if not self._started:
             return
+        gone = ApiError(503, "the server is shutting down; retry shortly")
         for batcher in self.batchers:
-            await batcher.stop()
+            await batcher.stop(gone)
         for pool in (self._model_pool, self._read_pool, self._write_pool):
             pool.shutdown(wait=True)
         self.reader.close()
@@ -103,7 +104,7 @@ class Service:
 
     # -- endpoints -------------------------------------------------------------------------------
     async def recommend(self, req: s.RecommendRequest) -> s.RankingResponse:
-        self._check_k(req.k)
+        self.check.k(req.k)
         history = await self._history(req)
         found = await self.recommender.submit((history, req.k))
         return s.RankingResponse(
@@ -111,8 +112,8 @@ class Service:
         )
 
     async def search(self, req: s.SearchRequest) -> s.SearchResponse:
-        self._check_k(req.k)
-        query = self._check_query(req.query, "body.query")
+        self.check.k(req.k)
+        query = self.check.query(req.query, "body.query")
         history = await self._history(req)
         found = await self.searcher.submit((history, query, req.k))
         return s.SearchResponse(
@@ -124,7 +125,7 @@ class Service:
         )
 
     async def suggest_queries(self, req: s.SuggestRequest) -> s.SuggestResponse:
-        self._check_k(req.k)
+        self.check.k(req.k)
         history = await self._history(req)
         found = await self.suggester.submit((history, req.k))
         queries = [s.QueryOut(query=p.query or "", score=p.score) for p in found if _finite(p)]
@@ -133,16 +134,12 @@ class Service:
         )
 
     async def add_events(self, req: s.EventsRequest) -> s.EventsResponse:
-        self._check_id(req.user_id, "body.user_id")
-        if not req.events:
-            raise ApiError(
-                422, "body.events is empty: send at least one behaviour", field="body.events"
-            )
-        self._check_length(req.events, "body.events")
-        behaviours = []
-        for n, event in enumerate(req.events):
-            entry = self._check_entry(event, f"body.events[{n}]")
-            behaviours.append(Behaviour(entry.behaviour, entry.item_id, entry.query, event.time))
+        self.check.identifier(req.user_id, "body.user_id")
+        entries = self.check.behaviours(req.events, "body.events")
+        behaviours = [
+            Behaviour(e.behaviour, e.item_id, e.query, event.time)
+            for e, event in zip(entries, req.events, strict=True)
+        ]
         last = await self.appender.submit((req.user_id, behaviours))
         return s.EventsResponse(user_id=req.user_id, accepted=len(behaviours), last_seq=last)
 
@@ -160,11 +157,8 @@ class Service:
         )
 
     async def user_history(self, user_id: str, limit: int) -> s.HistoryResponse:
-        self._check_id(user_id, "path.user_id")
-        if not 1 <= limit <= 1000:
-            raise ApiError(
-                422, f"query.limit must be in 1..1000 (got {limit})", field="query.limit"
-            )
+        self.check.identifier(user_id, "path.user_id")
+        self.check.limit(limit)
 
         def read() -> tuple[int, list[StoredEvent], list[StoredEvent] | None]:
             newest = self.reader.newest(user_id, limit=limit)
@@ -192,10 +186,7 @@ class Service:
         )
 
     async def users(self, prefix: str, limit: int) -> s.UsersResponse:
-        if not 1 <= limit <= 1000:
-            raise ApiError(
-                422, f"query.limit must be in 1..1000 (got {limit})", field="query.limit"
-            )
+        self.check.limit(limit)
         if len(prefix) > self.config.max_id_chars:
             raise ApiError(422, "query.prefix is too long", field="query.prefix")
         return s.UsersResponse(users=await self._read(self.reader.users, prefix, limit))
@@ -214,7 +205,7 @@ class Service:
     async def _history(self, req: s.UserOrHistory) -> list[HistoryEntry]:
         """The window of behaviours the model reads: from the store, or from the request."""
         if req.user_id is not None:
-            self._check_id(req.user_id, "body.user_id")
+            self.check.identifier(req.user_id, "body.user_id")
             window = await self._read(
                 self.reader.window, req.user_id, self.window_rec, self.window_sessions
             )
@@ -227,74 +218,12 @@ class Service:
                 )
             return [HistoryEntry(e.behaviour, e.item_id, e.query) for e in window]
         assert req.history is not None
-        if not req.history:
-            raise ApiError(
-                422,
-                "body.history is empty: give at least one behaviour, or a user_id",
-                field="body.history",
-            )
-        self._check_length(req.history, "body.history")
-        entries = [self._check_entry(e, f"body.history[{n}]") for n, e in enumerate(req.history)]
+        entries = self.check.behaviours(req.history, "body.history")
         window, _ = model_window(reversed(entries), self.window_rec, self.window_sessions)
         return window
 
     async def _read(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, *args)
-
-    # -- checks ----------------------------------------------------------------------------------
-    def _check_k(self, k: int) -> None:
-        if not 1 <= k <= self.config.max_k:
-            raise ApiError(
-                422, f"body.k must be in 1..{self.config.max_k} (got {k})", field="body.k"
-            )
-
-    def _check_id(self, value: str, field: str) -> None:
-        if not value.strip():
-            raise ApiError(422, f"{field} is empty", field=field)
-        if len(value) > self.config.max_id_chars:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(value)} characters, at most {self.config.max_id_chars})",
-                field=field,
-            )
-
-    def _check_query(self, text: str, field: str) -> str:
-        query = text.strip()
-        if not query:
-            raise ApiError(
-                422, f"{field} is empty: give the text the user searched for", field=field
-            )
-        if len(query) > self.config.max_query_chars:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(query)} characters, at most "
-                f"{self.config.max_query_chars})",
-                field=field,
-            )
-        return query
-
-    def _check_length(self, entries: Sequence, field: str) -> None:
-        if len(entries) > self.config.max_history:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(entries)} behaviours, at most "
-                f"{self.config.max_history})",
-                field=field,
-            )
-
-    def _check_entry(self, entry: s.HistoryEntryIn, field: str) -> HistoryEntry:
-        if entry.behaviour == schema.SEARCH_QUERY:
-            query = self._check_query(entry.query or "", f"{field}.query")
-            return HistoryEntry(entry.behaviour, None, query)
-        item = entry.item_id or ""
-        if item not in self.model.item_index:
-            shown = item if len(item) <= 60 else item[:60] + "..."
-            raise ApiError(
-                422,
-                f"{field}.item_id: unknown item {shown!r} (not in this model's catalogue)",
-                field=f"{field}.item_id",
-            )
-        return HistoryEntry(entry.behaviour, item, None)
 
     # -- batch functions (run in the model thread) -------------------------------------------------
     def _recommend_batch(self, jobs: list[RankJob]) -> list[list[Prediction]]:
