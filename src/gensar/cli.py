@@ -158,6 +158,54 @@ def run_all(
     run_pipeline(_run_config(config, set_, dataset, run))
 
 
+@app.command()
+def evaluate(
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    baselines: Annotated[
+        bool, typer.Option(help="Also evaluate SASRec, BM25 and dense retrieval.")
+    ] = True,
+) -> None:
+    """Evaluate RUN/model (and the baselines) on the shared test candidate lists -> RUN/results."""
+    from gensar.pipeline import evaluate_run
+
+    evaluate_run(_run_config(config, set_, dataset, run), baselines=baselines)
+
+
+@app.command()
+def benchmark(
+    config: Annotated[Path, typer.Argument(help="Benchmark YAML (see benchmarks/*.yaml).")],
+    set_: SetOpt = None,
+) -> None:
+    """Train and evaluate every model a benchmark YAML lists; write results.md/json and tradeoff.png."""
+    from gensar.benchmark import load_benchmark, run_benchmark
+
+    run_benchmark(load_benchmark(config, set_))
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[
+        Path, typer.Argument(help="A model directory written by `gensar train` (RUN/model).")
+    ],
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="JSON lines: {task, history, query?, k?} per line."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="JSON lines with the answers, same order.")
+    ],
+    batch_size: Annotated[int, typer.Option(help="Requests answered together.")] = 32,
+) -> None:
+    """Answer a batch file of requests: task = recommend | search | suggest_queries."""
+    from gensar.predict import predict_file
+
+    n = predict_file(model_dir, input, output, batch_size=batch_size)
+    typer.echo(f"wrote {n} answers to {output}")
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the resolved run configuration (every default, as YAML)."""

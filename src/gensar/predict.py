@@ -1,0 +1,103 @@
+"""`gensar predict`: answer a JSON-lines file of requests with a trained model.
+
+Each input line is one request::
+
+    {"task": "recommend", "history": [...], "k": 10}
+    {"task": "search", "history": [...], "query": "duct tape", "k": 10}
+    {"task": "suggest_queries", "history": [...], "k": 5}
+
+(``history`` as in :mod:`gensar.api`). Each output line holds the request's
+``id`` (if given) and ``results``: item ids, titles and scores (or query texts).
+Requests of the same task are answered in batches.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gensar.errors import DataError
+
+TASKS = ("recommend", "search", "suggest_queries")
+
+
+def read_requests(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(
+            "input file not found", where=path, fix="give a JSON-lines file of requests"
+        )
+    requests = []
+    with open(path, encoding="utf-8") as handle:
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"invalid JSON ({err.msg})", where=f"{path}:{n}", fix="one JSON object per line"
+                ) from None
+            if not isinstance(request, dict) or request.get("task") not in TASKS:
+                raise DataError(
+                    f"'task' must be one of {', '.join(TASKS)}",
+                    where=f"{path}:{n}",
+                    fix='e.g. {"task": "recommend", "history": []}',
+                )
+            if not isinstance(request.get("history", []), list):
+                raise DataError(
+                    "'history' must be a list",
+                    where=f"{path}:{n}",
+                    fix="see the README's history format",
+                )
+            if request["task"] == "search" and not str(request.get("query", "")).strip():
+                raise DataError(
+                    "a search request needs a non-empty 'query'",
+                    where=f"{path}:{n}",
+                    fix='add "query": "..."',
+                )
+            k = request.get("k", 10)
+            if not isinstance(k, int) or not 1 <= k <= 1000:
+                raise DataError(
+                    "'k' must be an integer from 1 to 1000",
+                    where=f"{path}:{n}",
+                    fix="set k, e.g. 10",
+                )
+            request["_line"] = n
+            requests.append(request)
+    return requests
+
+
+def predict_file(
+    model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, batch_size: int = 32
+) -> int:
+    from gensar.api import GenSAR
+    from gensar.io import atomic_write_bytes
+
+    requests = read_requests(Path(input_path))
+    model = GenSAR.load(model_dir)
+    answers: list[dict | None] = [None] * len(requests)
+    for task in TASKS:
+        positions = [n for n, r in enumerate(requests) if r["task"] == task]
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start : start + batch_size]
+            histories = [requests[n].get("history", []) for n in chunk]
+            k = max(int(requests[n].get("k", 10)) for n in chunk)
+            if task == "recommend":
+                found = model.recommend_batch(histories, k)
+            elif task == "search":
+                found = model.search_batch(histories, [requests[n]["query"] for n in chunk], k)
+            else:
+                found = model.suggest_queries_batch(histories, k)
+            for n, ranked in zip(chunk, found, strict=True):
+                wanted = int(requests[n].get("k", 10))
+                answers[n] = {
+                    "id": requests[n].get("id"),
+                    "task": task,
+                    "results": [
+                        {k_: v for k_, v in vars(p).items() if v is not None}
+                        for p in ranked[:wanted]
+                    ],
+                }
+    text = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
+    atomic_write_bytes(Path(output_path), text.encode("utf-8"))
+    return len(answers)
