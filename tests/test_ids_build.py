@@ -123,7 +123,8 @@ def test_collisions_never_increase_and_final_identifiers_are_unique(joint):
         matrix = ids.codes_matrix(kind)
         assert collision_rate(matrix) == 0.0
         assert len({len(row) for row in matrix.tolist()}) == 1  # one length per kind
-    assert ids.disambiguation_levels  # the forced duplicate needed the extra level
+    # the forced duplicate was moved to a free last-level code: no extra level needed
+    assert not ids.disambiguation_levels
 
 
 def test_lookups_round_trip_in_both_directions(joint):

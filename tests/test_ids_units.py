@@ -202,3 +202,22 @@ def test_saved_model_reloads_identically(tmp_path):
     again = load_rqvae(tmp_path / "rqvae.safetensors")
     assert again.level_names == model.level_names
     assert torch.equal(model.encode_all(inputs).codes, again.encode_all(inputs).codes)
+
+
+def test_free_code_dedup_keeps_length_and_falls_back_when_a_prefix_is_full():
+    import torch
+
+    from gensar.ids.assign import free_code_dedup
+    from gensar.ids.quantize import ResidualQuantizer
+
+    quantizer = ResidualQuantizer(4, 2)
+    with torch.no_grad():
+        quantizer.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]))
+    codes = np.array([[7, 0], [7, 0], [7, 0], [8, 1]])
+    residuals = torch.tensor([[0.0, 0.0], [0.9, 0.1], [0.1, 0.8], [1.0, 0.0]])
+    moved = free_code_dedup(codes, residuals, quantizer)
+    assert moved.shape == codes.shape
+    assert collision_rate(moved) == 0.0
+    assert moved[:, 1].tolist() == [0, 1, 2, 1]  # each duplicate took its nearest free code
+    full = np.array([[7, 0], [7, 1], [7, 2], [7, 3], [7, 3]])
+    assert free_code_dedup(full, torch.zeros(5, 2), quantizer) is None

@@ -123,6 +123,38 @@ def disambiguate(codes: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.concatenate([codes, extra[:, None]], axis=1), True
 
 
+def free_code_dedup(
+    codes: np.ndarray, residuals: Tensor, quantizer: ResidualQuantizer
+) -> np.ndarray | None:
+    """Make identifiers unique by moving each extra member of a colliding group to the
+    nearest last-level code that no item with the same prefix holds.
+
+    Unlike an extra level this keeps every identifier at the same, shorter length:
+    one near-duplicate pair would otherwise add a token to all N identifiers (and to
+    every history entry and decoding step). Returns None when some prefix has no
+    free code left (then the caller appends a level).
+    """
+    codes = codes.copy()
+    if codes.shape[1] == 0:
+        return None
+    held: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    for row in codes:
+        held[tuple(row[:-1].tolist())].add(int(row[-1]))
+    with torch.no_grad():
+        for group in collision_groups(codes):
+            rest = np.asarray(group[1:])
+            dist = quantizer.distances(residuals[rest].to(quantizer.codebook.device)).cpu()
+            for row, item in enumerate(rest):
+                taken = held[tuple(codes[item, :-1].tolist())]
+                order = torch.argsort(dist[row]).tolist()
+                free = next((c for c in order if c not in taken), None)
+                if free is None:
+                    return None
+                codes[item, -1] = free
+                taken.add(free)
+    return codes
+
+
 class IdentifierSteps(NamedTuple):
     """One identifier kind through the three steps."""
 
@@ -145,5 +177,6 @@ def assign_identifier(
 ) -> IdentifierSteps:
     """Steps 2 and 3 for one identifier kind, from its argmax codes."""
     after, rounds = sinkhorn_reassign(codes, residuals, quantizer, config)
-    final, added = disambiguate(after)
+    moved = free_code_dedup(after, residuals, quantizer) if config.dedup == "free_code" else None
+    final, added = (moved, False) if moved is not None else disambiguate(after)
     return IdentifierSteps(codes, after, final, added, rounds)

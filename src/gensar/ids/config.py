@@ -101,6 +101,15 @@ class IndexConfig(Section):
     sinkhorn_epsilon: float = Field(0.003, gt=0.0, le=10.0, description="Sinkhorn temperature.")
     sinkhorn_iters: int = Field(50, ge=1, le=10000, description="Sinkhorn-Knopp iterations.")
     sinkhorn_rounds: int = Field(20, ge=0, le=1000, description="Re-assignment rounds at most.")
+    dedup: Literal["free_code", "extra_level"] = Field(
+        "free_code",
+        description=(
+            "The final step that makes identifiers unique. 'free_code': move each remaining "
+            "duplicate to the nearest last-level code its prefix does not use (keeps all "
+            "identifiers at L codes). 'extra_level': append one disambiguating code to every "
+            "identifier (TIGER). free_code falls back to extra_level if a prefix is full."
+        ),
+    )
     sinkhorn_free_codes_only: bool = Field(
         False,
         description=(
