@@ -139,7 +139,8 @@ class Validator:
                 )
                 for r in picked.iter_rows(named=True)
             ]
-            lists = [cands.candidates[i] for i in rows]
+            all_lists = cands.candidates  # a property that converts the whole column: read once
+            lists = [all_lists[i] for i in rows]
             indices = [[dataset.item_index[item] for item in row] for row in lists]
             targets = cands.target_index[rows]
             self.parts.append((task, gen_task, instructions, indices, targets))
