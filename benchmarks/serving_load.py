@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import statistics
 import sys
 import tempfile
@@ -195,6 +196,13 @@ def markdown(args, rows: list[dict]) -> str:
             + " ".join(f"| {kinds[k]['p50_ms']} / {kinds[k]['p99_ms']}" for k in MIX)
             + f" | {mean_batch} | {r['server_cpu_ms_per_request']} | {r['client_cpu_ms_per_request']} |"
         )
+    if any(r["error_examples"] for r in rows):
+        lines.append("")
+    for r in rows:
+        for example in r["error_examples"]:
+            lines.append(f"- error ({'on' if r['batching'] else 'off'}): `{example}`")
+    if args.note:
+        lines += ["", f"Note: {args.note}"]
     if on and off:
         lines += [
             "",
@@ -202,7 +210,7 @@ def markdown(args, rows: list[dict]) -> str:
         ]
     lines += [
         "",
-        f"Reproduce: `.venv/bin/python benchmarks/serving_load.py {' '.join(args.argv)}`".rstrip(),
+        f"Reproduce: `.venv/bin/python benchmarks/serving_load.py {shlex.join(args.argv)}`".rstrip(),
     ]
     return "\n".join(lines)
 
@@ -223,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--modes", default="on,off", help="on,off | on | off")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--note", default="", help="A sentence for the results file.")
     parser.add_argument("--no-write", action="store_true", help="Print only; keep results/ as is.")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -233,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    import torch  # only so that the results' machine line shows the server's thread count
+
+    torch.set_num_threads(args.threads)
     requests = make_requests(args.dataset, args.requests, args.k, args.seed)
     rows = [run_mode(args, mode == "on", requests) for mode in args.modes.split(",")]
     text = markdown(args, rows)

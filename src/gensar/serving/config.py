@@ -41,7 +41,11 @@ class ServeConfig(Section):
     max_history: int = Field(
         100, ge=1, description="Most behaviours in an explicit history or one /events call."
     )
-    max_query_chars: int = Field(200, ge=1, description="Longest query text accepted.")
+    max_query_chars: int = Field(
+        1000,
+        ge=1,
+        description="Longest query text accepted (amazon-scientific's longest is 541).",
+    )
     max_body_bytes: int = Field(
         65_536, ge=1024, description="Larger request bodies are refused with 413."
     )
