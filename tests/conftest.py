@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GENSAR_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests use small models: one thread is faster (no OpenMP spin-waiting on a shared
+    2-core machine) and makes every result independent of the machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_data(*parts: str) -> Path:
     """Path under the shared real-data folder, or skip the test with a clear reason."""
     path = SHARED_DATA.joinpath(*parts)

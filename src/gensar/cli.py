@@ -206,6 +206,22 @@ def predict(
     typer.echo(f"wrote {n} answers to {output}")
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A trained model directory (RUN/model).")],
+    dataset: Annotated[
+        Path | None, typer.Option(help="Prepared dataset whose histories seed the store.")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve recommend / search / suggest-queries / events over HTTP, with a demo page at /."""
+    from gensar.serving import serve as run_server
+    from gensar.serving.config import load_serve_config
+
+    run_server(model_dir, dataset, load_serve_config(config, set_))
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the resolved run configuration (every default, as YAML)."""

@@ -72,7 +72,7 @@ def create_app(
     torch.set_num_threads(config.threads)
     model = model or GenSAR.load(model_dir)
     store_path = config.store or default_store(model_dir)
-    window = _window(config, dataset_dir)
+    window = _window(config, dataset_dir, model.card)
     store = HistoryStore(store_path, synchronous=config.synchronous)
     try:
         if dataset_dir is not None:
@@ -135,9 +135,15 @@ def serve(
 
 
 # -- pieces of create_app ----------------------------------------------------------------------------
-def _window(config: ServeConfig, dataset_dir: str | Path | None) -> tuple[int, int]:
-    """The history window of training: the dataset's sample options unless configured."""
+def _window(
+    config: ServeConfig, dataset_dir: str | Path | None, card: dict | None = None
+) -> tuple[int, int]:
+    """The history window of training: recorded in the model card (or the dataset's
+    sample options), unless configured."""
     rec, sessions = DEFAULT_WINDOW
+    trained = (card or {}).get("history_window") or {}
+    rec = int(trained.get("max_rec_history", rec))
+    sessions = int(trained.get("max_search_sessions", sessions))
     if dataset_dir is not None:
         from gensar.data.dataset import load_dataset
 
