@@ -27,4 +27,6 @@ def run_quickstart(out: Path, *, log=print) -> None:
         [f"dataset.path={raw}", f"dataset.prepared={out / 'dataset'}", f"out={out}"],
     )
     run_benchmark(bench, log=log)
-    log(f"[quickstart] finished in {(time.perf_counter() - started) / 60:.1f} min; results in {out}/results.md")
+    log(
+        f"[quickstart] finished in {(time.perf_counter() - started) / 60:.1f} min; results in {out}/results.md"
+    )

@@ -23,7 +23,6 @@ The same trained model is the recommendation baseline of the evaluation:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -43,7 +42,7 @@ from gensar.embed.sasrec import PAD, SASRec, SASRecConfig, pad_left
 from gensar.embed.store import ItemEmbeddings
 from gensar.errors import DataError, GensarError
 from gensar.io import atomic_output_dir, read_json, write_json
-from gensar.utils import MetricsLog, pick_device, seed_everything
+from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
 
 FORMAT = "gensar-sasrec"
 FORMAT_VERSION = 1
@@ -66,20 +65,6 @@ class EpochStats(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- training
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch CPU threads inside the block (0: leave as is), then restore."""
-    if n <= 0:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_collaborative(

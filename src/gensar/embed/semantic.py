@@ -13,12 +13,10 @@ reads the cache instead of re-encoding.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +26,7 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.errors import ConfigError, DataError
 from gensar.io import sha256_files, sha256_text
+from gensar.utils import torch_threads
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -188,20 +187,6 @@ def encode_texts(
             convert_to_numpy=True,
         )
     return np.ascontiguousarray(matrix, dtype=np.float32)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads (0: unchanged), then restore the setting."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _cache_key(texts: list[str], config: SemanticConfig) -> str:

@@ -24,8 +24,9 @@ from gensar.ids.config import IndexConfig
 from gensar.ids.identifiers import PLOT, REPORT, WEIGHTS, ItemIdentifiers
 from gensar.ids.report import plot_usage, usage_by_level
 from gensar.ids.rqvae import COLLABORATIVE, KIND_PREFIX, SEMANTIC, JointRQVAE, save_rqvae
-from gensar.ids.train import torch_threads, train_rqvae
+from gensar.ids.train import train_rqvae
 from gensar.io import atomic_output_dir, sha256_file, write_json
+from gensar.utils import torch_threads
 
 EMBEDDING_FILES = {
     SEMANTIC: Path("embeddings") / "semantic.safetensors",

@@ -9,11 +9,9 @@ collaborative collision rates (ties: lower reconstruction loss).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +22,7 @@ from tqdm.auto import tqdm
 from gensar.ids.collisions import collision_rate
 from gensar.ids.config import IndexConfig
 from gensar.ids.rqvae import COLLABORATIVE, SEMANTIC, JointRQVAE
-from gensar.utils import pick_device, seed_everything
+from gensar.utils import pick_device, seed_everything, torch_threads
 
 
 class TrainResult(NamedTuple):
@@ -73,18 +71,6 @@ def _schedule(config: IndexConfig, total_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return factor
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads (0: unchanged), then restore the setting."""
-    previous = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_rqvae(

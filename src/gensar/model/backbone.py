@@ -155,7 +155,9 @@ def _warm_started(config: ModelConfig, tokenizer):
     # one tensor across the two halves breaks save_pretrained); its output layer is
     # tied to its own input embeddings as usual.
     with torch.no_grad():
-        decoder.bert.embeddings.word_embeddings.weight.copy_(encoder.embeddings.word_embeddings.weight)
+        decoder.bert.embeddings.word_embeddings.weight.copy_(
+            encoder.embeddings.word_embeddings.weight
+        )
     decoder.tie_weights()
     for layer in encoder.encoder.layer[: config.freeze_encoder_layers]:
         layer.requires_grad_(False)
