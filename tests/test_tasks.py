@@ -164,3 +164,22 @@ def test_epoch_mix_follows_counts_and_seed(tokenizer):
     assert len(TEMPLATES[NRIP]) >= 5 and all(
         len(TEMPLATES[t]) == len(TEMPLATES[NRIP]) for t in TEMPLATES
     )
+
+
+def test_history_window_caps(tokenizer):
+    b = TaskBuilder(
+        tokenizer,
+        FakeIdentifiers(),
+        {},
+        TaskConfig(compact=True, max_rec_history=1, max_search_sessions=1),
+    )
+    history = [
+        HistoryEntry(schema.SEARCH_QUERY, query="piano"),
+        HistoryEntry(schema.SEARCH_ITEM, item_id="piano"),
+        HistoryEntry(schema.REC_ITEM, item_id="piano"),
+        HistoryEntry(schema.SEARCH_QUERY, query="artificial intelligence"),
+        HistoryEntry(schema.SEARCH_ITEM, item_id="macbook"),
+        HistoryEntry(schema.REC_ITEM, item_id="macbook"),
+    ]
+    assert b.window(history) == history[3:]
+    assert TaskBuilder(tokenizer, FakeIdentifiers(), {}, TaskConfig()).window(history) == history

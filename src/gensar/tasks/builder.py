@@ -112,11 +112,31 @@ class TaskBuilder:
             return self._behaviour(entry.behaviour) + self.item_ids(entry.item_id, SEMANTIC)
         return self._behaviour(entry.behaviour) + self.query_ids(entry.query or "")
 
+    def window(self, history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
+        """The newest ``tasks.max_rec_history`` rec items and ``tasks.max_search_sessions``
+        search sessions (a query and the clicks after it), in order; None keeps everything."""
+        max_rec, max_sessions = self.config.max_rec_history, self.config.max_search_sessions
+        if max_rec is None and max_sessions is None:
+            return list(history)
+        kept: list[HistoryEntry] = []
+        rec = sessions = 0
+        for entry in reversed(history):
+            if entry.behaviour == schema.REC_ITEM:
+                rec += 1
+                if max_rec is None or rec <= max_rec:
+                    kept.append(entry)
+                continue
+            if max_sessions is None or sessions < max_sessions:
+                kept.append(entry)
+            if entry.behaviour == schema.SEARCH_QUERY:
+                sessions += 1
+        return kept[::-1]
+
     def history_ids(self, history: Sequence[HistoryEntry], budget: int) -> list[int]:
         """The history, oldest entries dropped first when it exceeds ``budget`` tokens."""
         pieces = [
             self.entry_ids(e)
-            for e in history
+            for e in self.window(history)
             if e.item_id is None or e.item_id in self.identifier_ids[SEMANTIC]
         ]
         separator = [] if self.config.compact else list(self.separator)

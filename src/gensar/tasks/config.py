@@ -46,6 +46,16 @@ class TaskConfig(Section):
         True,
         description="Draw a template at random per training example (evaluation always uses the first).",
     )
+    max_rec_history: int | None = Field(
+        None,
+        ge=0,
+        description="Use only this many newest rec items of a sample's history (None: the dataset's window, 5).",
+    )
+    max_search_sessions: int | None = Field(
+        None,
+        ge=0,
+        description="Use only this many newest search sessions (None: the dataset's window, 5).",
+    )
     max_input_tokens: int = Field(
         192, ge=16, description="Longer inputs lose their oldest history entries."
     )
