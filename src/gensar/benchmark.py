@@ -347,7 +347,7 @@ def _claim(results) -> str:
     for task, scores in by_task.items():
         if "GenSAR" not in scores:
             continue
-        others = {m: v for m, v in scores.items() if not m.startswith("GenSAR") and m != "TIGER"}
+        others = {m: v for m, v in scores.items() if not m.startswith("GenSAR")}
         if not others:
             continue
         best = max(others, key=others.get)
