@@ -59,7 +59,13 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
-from gensar.data.sources.common import purchases_to_events, query_table, read_lines, require_file
+from gensar.data.sources.common import (
+    purchases_to_events,
+    query_table,
+    read_json_records,
+    read_lines,
+    require_file,
+)
 from gensar.data.text import clean_text, item_text, query_from_categories
 from gensar.errors import ConfigError, DataError
 from gensar.io import sha256_file
@@ -210,23 +216,9 @@ def _find_meta(folder: Path, category: str) -> Path:
 def _read_reviews(path: Path) -> pl.DataFrame:
     """Every review as a purchase: (user_id, time, item_id, line)."""
     users, times, asins, lines = [], [], [], []
-    for line_no, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"invalid JSON ({err.msg} at column {err.colno})",
-                where=f"{path}:{line_no}",
-                fix="use the original reviews file: one JSON object per line",
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(
-                "a line must be a JSON object",
-                where=f"{path}:{line_no}",
-                fix="use the original reviews file: one JSON object per line",
-            )
+    for line_no, record in read_json_records(
+        path, fix="use the original reviews file: one JSON object per line"
+    ):
         for name, kind in (("reviewerID", str), ("asin", str), ("unixReviewTime", int)):
             value = record.get(name)
             if not isinstance(value, kind) or isinstance(value, bool) or value == "":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,26 @@ def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
             where=path,
             fix=f"convert the file to {encoding}",
         ) from None
+
+
+def read_json_records(
+    path: Path, fix: str = "write one JSON object per line"
+) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) of a JSON-lines file; a bad line is one DataError."""
+    for line_no, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"invalid JSON ({err.msg} at column {err.colno})",
+                where=f"{path}:{line_no}",
+                fix=fix,
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError("a line must be a JSON object", where=f"{path}:{line_no}", fix=fix)
+        yield line_no, record
 
 
 def query_table(texts: list[str]) -> tuple[pl.DataFrame, dict[str, str]]:

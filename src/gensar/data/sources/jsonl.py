@@ -23,7 +23,6 @@ query also becomes a search session (the semi-synthetic Amazon protocol).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +31,12 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
-from gensar.data.sources.common import purchases_to_events, query_table, read_lines, require_file
+from gensar.data.sources.common import (
+    purchases_to_events,
+    query_table,
+    read_json_records,
+    require_file,
+)
 from gensar.data.text import clean_text, query_from_categories
 from gensar.errors import DataError
 from gensar.io import sha256_file
@@ -179,24 +183,7 @@ def _find(path: Path, name: str) -> Path:
 
 
 def _records(path: Path):
-    for line_no, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"invalid JSON ({err.msg} at column {err.colno})",
-                where=f"{path}:{line_no}",
-                fix="write one JSON object per line",
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(
-                "a line must be a JSON object",
-                where=f"{path}:{line_no}",
-                fix="write one JSON object per line",
-            )
-        yield line_no, record
+    return read_json_records(path)
 
 
 def _field(record: dict, name: str, kind, path: Path, line_no: int, *, required: bool = False):
