@@ -32,7 +32,9 @@ LOG_MD = RESULTS / "learning_log.md"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run", type=Path, required=True, help="A run dir with identifiers/ and candidates/ built.")
+    parser.add_argument(
+        "--run", type=Path, required=True, help="A run dir with identifiers/ and candidates/ built."
+    )
     parser.add_argument("--dataset", type=Path, default=Path("runs/data/amazon-scientific"))
     parser.add_argument("--name", required=True)
     parser.add_argument("--epochs", type=float, default=0.5)
@@ -45,11 +47,22 @@ def main() -> None:
     work.mkdir(parents=True)
     for part in ("identifiers", "candidates"):
         shutil.copytree(args.run / part, work / part)
-    overrides = [f"train.epochs={args.epochs}", "train.eval_samples=1000", "train.log_every=100", *args.overrides]
+    overrides = [
+        f"train.epochs={args.epochs}",
+        "train.eval_samples=1000",
+        "train.log_every=100",
+        *args.overrides,
+    ]
     config = load_run_config(None, overrides, dataset=args.dataset, run_dir=work)
     started = time.perf_counter()
-    summary = train_gensar(args.dataset, work, config.gensar(), candidates_dir=work,
-                           candidates_config=config.candidates, progress=True)
+    summary = train_gensar(
+        args.dataset,
+        work,
+        config.gensar(),
+        candidates_dir=work,
+        candidates_config=config.candidates,
+        progress=True,
+    )
     seconds = time.perf_counter() - started
     last = summary["validation_history"][-1]
     row = {
@@ -79,8 +92,10 @@ def main() -> None:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in log:
-        lines.append(f"| {r['name']} | {' '.join(r['settings']) or '(defaults)'} | {r['epochs']} | {r['examples_per_second']:.0f} | "
-                     f"{r['train_minutes']} | {r['valid_rec_ndcg10']:.4f} | {r['valid_search_ndcg10']:.4f} | {r['note']} |")
+        lines.append(
+            f"| {r['name']} | {' '.join(r['settings']) or '(defaults)'} | {r['epochs']} | {r['examples_per_second']:.0f} | "
+            f"{r['train_minutes']} | {r['valid_rec_ndcg10']:.4f} | {r['valid_search_ndcg10']:.4f} | {r['note']} |"
+        )
     LOG_MD.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

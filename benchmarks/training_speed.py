@@ -94,7 +94,7 @@ def stock_trainer(examples, model, tokenizer, batch_size: int, group_by_length: 
             num_train_epochs=1,
             learning_rate=2e-3,
             weight_decay=1e-7,
-            warmup_ratio=0.01,
+            warmup_steps=max(1, round(0.01 * -(-len(data) // batch_size))),  # 1%, as ours
             lr_scheduler_type="cosine",
             max_grad_norm=1.0,
             logging_steps=10_000,
@@ -102,7 +102,7 @@ def stock_trainer(examples, model, tokenizer, batch_size: int, group_by_length: 
             report_to=[],
             use_cpu=True,
             dataloader_num_workers=0,
-            group_by_length=group_by_length,
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
             disable_tqdm=True,
             seed=0,
         )

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -64,6 +65,23 @@ def test_candidate_scores_match_beam_search(tiny_run):
     best = sorted(range(len(scores)), key=lambda i: -scores[i])[:5]
     assert [i for i, _ in top[0]] == best
     assert abs(top[0][0][1] - scores[best[0]]) < 1e-4
+
+
+def test_beam_ranking_of_candidates_keeps_exact_scores(tiny_run):
+    """Mode (b) returns the num_beams best candidates with their exact log-likelihoods."""
+    model = GenSAR.load(tiny_run / "model")
+    instructions = model.instructions("nrip", [[], []])
+    lists = [list(range(len(model.item_ids)))[::-1], list(range(0, len(model.item_ids), 2))]
+    exact = model.score_candidates("nrip", instructions, lists)
+    beam = model.score_candidates("nrip", instructions, lists, mode="beam", num_beams=3)
+    for row in range(2):
+        found = np.isfinite(beam[row])
+        assert found.sum() == 3
+        np.testing.assert_allclose(beam[row][found], exact[row][found], atol=1e-4)
+    wide = model.score_candidates("nrip", instructions, lists, mode="beam", num_beams=len(lists[0]))
+    np.testing.assert_allclose(wide[0], exact[0], atol=1e-4)
+    with pytest.raises(GensarError, match="scoring mode"):
+        model.score_candidates("nrip", instructions, lists, mode="greedy")
 
 
 def copy_built_stages(source: Path, run: Path) -> None:

@@ -204,21 +204,50 @@ class GenSAR:
         instructions: Sequence[list[int]],
         candidates: Sequence[Sequence[int]],
         *,
+        mode: str = "exact",
+        num_beams: int = 20,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """Exact log-likelihood of every candidate (item indices), mode (c) of the decoder."""
-        from gensar.decoding import score_candidates
+        """Scores of every candidate (item indices), ``-inf`` for padding.
 
+        ``mode="exact"`` is decoder mode (c): the log-likelihood of every
+        candidate's identifier. ``mode="beam"`` is mode (b), the paper's
+        protocol: beam search restricted to the candidates, which returns the
+        ``num_beams`` best of them with the same log-likelihoods and leaves the
+        rest at ``-inf`` (ranked last). Metrics at cut-offs up to ``num_beams``
+        are then those of the paper; beam search is ~4x cheaper on CPU, but may
+        prune a candidate that exact scoring would rank higher.
+        """
+        from gensar.decoding import restricted_beam_search, score_candidates
+
+        if mode not in ("exact", "beam"):
+            raise GensarError(f"unknown candidate scoring mode {mode!r}; use 'exact' or 'beam'")
         catalogue = self.catalogues[COLLABORATIVE if task == NRIP else SEMANTIC]
         width = max(len(c) for c in candidates)
         out = np.full((len(instructions), width), -np.inf)
         for start in range(0, len(instructions), batch_size):
             stop = min(len(instructions), start + batch_size)
             input_ids, mask = self._batch(instructions[start:stop])
-            scores = score_candidates(
-                self.model, input_ids, mask, catalogue, candidates[start:stop], self.special
+            if mode == "exact":
+                scores = score_candidates(
+                    self.model, input_ids, mask, catalogue, candidates[start:stop], self.special
+                )
+                out[start:stop, : scores.scores.shape[1]] = scores.scores.numpy()
+                continue
+            ranked = restricted_beam_search(
+                self.model,
+                input_ids,
+                mask,
+                catalogue,
+                candidates[start:stop],
+                self.special,
+                num_beams=num_beams,
+                top_k=num_beams,
             )
-            out[start:stop, : scores.scores.shape[1]] = scores.scores.numpy()
+            for row, found in enumerate(ranked.to_lists(), start=start):
+                column = {item: j for j, item in enumerate(candidates[row])}
+                for item, score in found:
+                    out[row, column[item]] = score
         return out
 
     def _predictions(self, ranked: list[tuple[int, float]]) -> list[Prediction]:

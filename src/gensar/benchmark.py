@@ -201,7 +201,10 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
                 build_run(config, log=log, candidates_dir=out)
                 donors.append(run_dir)
                 ranker = GenSARRanker(
-                    run_dir / "model", name=model.name, num_beams=config.evaluate.num_beams
+                    run_dir / "model",
+                    name=model.name,
+                    num_beams=config.evaluate.num_beams,
+                    candidate_ranking=config.evaluate.candidate_ranking,
                 )
             else:
                 ranker = _baseline(model, bench, seed, seed_dir, donors, dataset, log)

@@ -164,7 +164,12 @@ def evaluate_run(
     split = config.evaluate.split
     sets = {task: load_candidates(candidates_dir, task, split) for task in schema.TASKS}
     models: list[Any] = [
-        GenSARRanker(run_dir / "model", name=config.name, num_beams=config.evaluate.num_beams)
+        GenSARRanker(
+            run_dir / "model",
+            name=config.name,
+            num_beams=config.evaluate.num_beams,
+            candidate_ranking=config.evaluate.candidate_ranking,
+        )
     ]
     if baselines:
         models += [SASRecBaseline(), BM25Search(), DenseRetrieval()]

@@ -13,6 +13,7 @@ departure is named in the field's description (``gensar config`` prints them all
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,6 +39,10 @@ class EvaluateConfig(Section):
     )
     num_beams: int = Field(
         20, ge=1, description="Beam width of full-catalogue generation (code: 30)."
+    )
+    candidate_ranking: Literal["beam", "exact"] = Field(
+        "beam",
+        description="How GenSAR ranks a candidate list: beam = beam search restricted to the candidates (the paper's protocol, num_beams wide); exact = the log-likelihood of every candidate (~4x slower on CPU, never prunes).",
     )
     batch_size: int = Field(64, ge=1)
 

@@ -1,8 +1,9 @@
 """GenSAR (or any model directory written by `gensar train`) as a ranking model of the protocol.
 
-Candidate lists are scored exactly (the log-likelihood of each candidate's
-identifier, decoder mode c, equivalent to the paper's candidate-restricted beam
-search without its pruning); the whole catalogue is ranked by constrained beam
+Candidate lists are ranked by beam search restricted to the candidates (decoder
+mode b, the paper's protocol; ``num_beams`` best kept, the rest ranked last) or,
+with ``candidate_ranking="exact"``, by the log-likelihood of every candidate's
+identifier (mode c, the same ranking without beam pruning); the whole catalogue is ranked by constrained beam
 search (``top_k``), since a generative model does not score every item.
 """
 
@@ -28,6 +29,7 @@ class GenSARRanker:
         name: str | None = None,
         batch_size: int = 64,
         num_beams: int = 20,
+        candidate_ranking: str = "beam",
     ):
         from gensar.api import GenSAR
 
@@ -41,6 +43,7 @@ class GenSARRanker:
         )
         self.batch_size = batch_size
         self.num_beams = num_beams
+        self.candidate_ranking = candidate_ranking
         self.dataset: Dataset | None = None
 
     def fit(self, dataset: Dataset, run_dir: Path | None = None) -> None:
@@ -65,7 +68,12 @@ class GenSARRanker:
         index = self.gensar.item_index
         lists = [[index[item] for item in row] for row in candidates]
         return self.gensar.score_candidates(
-            gen_task, instructions, lists, batch_size=self.batch_size
+            gen_task,
+            instructions,
+            lists,
+            mode=self.candidate_ranking,
+            num_beams=self.num_beams,
+            batch_size=self.batch_size,
         )
 
     def score_all(self, samples: pl.DataFrame) -> np.ndarray:

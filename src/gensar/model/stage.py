@@ -120,6 +120,7 @@ class Validator:
         tasks: list[str],
         n_samples: int,
         seed: int,
+        ranking: str = "beam",
     ):
         from gensar.evaluation.candidates import load_candidates
 
@@ -144,6 +145,7 @@ class Validator:
             indices = [[dataset.item_index[item] for item in row] for row in lists]
             targets = cands.target_index[rows]
             self.parts.append((task, gen_task, instructions, indices, targets))
+        self.ranking = ranking
         self.gensar = None
 
     def __call__(self, gensar) -> dict[str, float]:
@@ -152,7 +154,7 @@ class Validator:
         metrics: dict[str, float] = {}
         ndcg5 = []
         for task, gen_task, instructions, indices, targets in self.parts:
-            scores = gensar.score_candidates(gen_task, instructions, indices)
+            scores = gensar.score_candidates(gen_task, instructions, indices, mode=self.ranking)
             values = candidate_metrics(rank_of_target(scores, targets))
             for name in ("NDCG@5", "NDCG@10", "HR@10"):
                 metrics[f"{task}/{name}"] = values[name]
@@ -245,7 +247,13 @@ def train_gensar(
     titles = dict(zip(items, dataset.items["title"].to_list(), strict=True))
     gensar = GenSAR(model, tokenizer, identifiers, builder, titles)
     validator = Validator(
-        dataset, builder, candidates_dir, tasks, config.train.eval_samples, config.train.seed
+        dataset,
+        builder,
+        candidates_dir,
+        tasks,
+        config.train.eval_samples,
+        config.train.seed,
+        config.train.eval_ranking,
     )
     best_dir = work / "best"
 

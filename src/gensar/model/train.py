@@ -63,6 +63,10 @@ class TrainConfig(Section):
         ge=1,
         description="Validation samples per task, a fixed random subset (SPEC 8: selection by NDCG@5 averaged over tasks).",
     )
+    eval_ranking: Literal["beam", "exact"] = Field(
+        "beam",
+        description="How validation ranks the candidate lists (see evaluate.candidate_ranking).",
+    )
     patience: int = Field(
         3, ge=1, description="Epochs without a better validation score before stopping."
     )
