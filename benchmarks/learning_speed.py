@@ -51,6 +51,7 @@ def main() -> None:
         f"train.epochs={args.epochs}",
         "train.eval_samples=1000",
         "train.log_every=100",
+        "train.eval_ranking=exact",  # every candidate scored: no beam pruning in the comparison
         *args.overrides,
     ]
     config = load_run_config(None, overrides, dataset=args.dataset, run_dir=work)
@@ -85,7 +86,8 @@ def main() -> None:
         "# Learning speed of the generative model (amazon-scientific, validation lists only)",
         "",
         "Written by `benchmarks/learning_speed.py`; each row is one short training run from the same",
-        "identifiers; NDCG@10 on a fixed subset of 1,000 validation samples per task (the test split is never used).",
+        "identifiers; NDCG@10 on a fixed subset of 1,000 validation samples per task (the test split is never used),",
+        "every candidate scored exactly (train.eval_ranking=exact).",
         "Examples/s are only comparable between rows measured on an otherwise idle machine.",
         "",
         "| setting | overrides | epochs | ex/s | train min | valid rec NDCG@10 | valid search NDCG@10 | note |",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
-import polars as pl
 import yaml
 
 from gensar.cli import main
@@ -13,8 +13,35 @@ from gensar.cli import main
 from conftest import TINY_OVERRIDES
 
 
+def spy_on_candidate_lists(monkeypatch) -> dict[tuple[str, str], str]:
+    """Record, per (model, task), a digest of every candidate list the model was asked to rank."""
+    import gensar.evaluation.runner as runner
+
+    received: dict[tuple[str, str], str] = {}
+    real = runner.evaluate_ranker
+
+    def evaluate_ranker(model, dataset, candidates, **kwargs):
+        digest = hashlib.sha256()
+        score = model.score_candidates
+
+        def recording(samples, lists):
+            for row in lists:
+                digest.update(json.dumps(list(row)).encode())
+            return score(samples, lists)
+
+        model.score_candidates = recording
+        try:
+            return real(model, dataset, candidates, **kwargs)
+        finally:
+            del model.score_candidates
+            received[(model.name, candidates.task)] = digest.hexdigest()
+
+    monkeypatch.setattr(runner, "evaluate_ranker", evaluate_ranker)
+    return received
+
+
 def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
-    tiny_dataset, tmp_path, capsys
+    tiny_dataset, tmp_path, capsys, monkeypatch
 ):
     base: dict = {}
     for text in TINY_OVERRIDES:
@@ -45,6 +72,7 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     }
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
+    received = spy_on_candidate_lists(monkeypatch)
     old = sys.argv
     sys.argv = ["gensar", "benchmark", str(path)]
     try:
@@ -67,7 +95,8 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     assert "| NDCG@10 |" in markdown and "The paper's claim" in markdown
     # the variant reused the first run's embeddings and identifiers instead of rebuilding them
     assert "[index] reused from gensar" in capsys.readouterr().out
-    # every model's per-sample rows refer to the same samples, in the same order, per task
+    # every model received byte-identical candidate lists for each task
     for task in ("recommendation", "search"):
-        frames = [pl.read_parquet(p) for p in (out / "candidates").glob(f"{task}_test.parquet")]
-        assert len(frames) == 1
+        digests = {name: digest for (name, t), digest in received.items() if t == task}
+        assert len(digests) >= 3, digests
+        assert len(set(digests.values())) == 1, digests
