@@ -236,7 +236,13 @@ def train(
         dynamic_ncols=True,
     )
     started = time.perf_counter()
-    seen_examples = 0
+    seen_examples = 0  # in this process: the rate excludes the seconds of a run before --resume
+    seconds_before = state["train_seconds"]
+
+    def rate() -> float:
+        seconds = state["train_seconds"] - seconds_before + time.perf_counter() - started
+        return seen_examples / max(1e-9, seconds)
+
     running_loss, running_n = 0.0, 0
     n_epochs = math.ceil(config.epochs)
     while state["epoch"] < n_epochs and state["step"] < total_steps and not state["stopped_early"]:
@@ -282,7 +288,7 @@ def train(
                     "epoch": epoch + position / max(1, len(shard)),
                     "loss": running_loss / max(1, running_n),
                     "lr": scheduler.get_last_lr()[0],
-                    "examples_per_second": seen_examples / max(1e-9, time.perf_counter() - started),
+                    "examples_per_second": rate(),
                 }
                 bar.set_postfix(
                     loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_second']:.0f}"
@@ -296,7 +302,7 @@ def train(
                 checkpoint()
             if stop_after_steps is not None and state["step"] >= stop_after_steps:
                 bar.close()
-                return _result(state, seen_examples, started, stopped=True)
+                return _result(state, rate(), started, stopped=True)
         # end of an epoch (or of the step budget): validate, select, maybe stop
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
@@ -330,10 +336,12 @@ def train(
         checkpoint()
         accelerator.wait_for_everyone()
     bar.close()
-    return _result(state, seen_examples, started, stopped=False)
+    return _result(state, rate(), started, stopped=False)
 
 
-def _result(state: dict[str, Any], seen: int, started: float, *, stopped: bool) -> TrainResult:
+def _result(
+    state: dict[str, Any], examples_per_second: float, started: float, *, stopped: bool
+) -> TrainResult:
     seconds = state["train_seconds"] + (time.perf_counter() - started)
     return TrainResult(
         best_score=state["best_score"],
@@ -342,7 +350,7 @@ def _result(state: dict[str, Any], seen: int, started: float, *, stopped: bool) 
         epochs_run=state["epoch"],
         stopped_early=state["stopped_early"],
         seconds=round(seconds, 2),
-        examples_per_second=round(seen / max(1e-9, seconds), 2),
+        examples_per_second=round(examples_per_second, 2),
         history=state["history"],
     )
 
