@@ -219,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=REPO / "runs" / "sci" / "model")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "runs" / "benchmarks" / "amazon-scientific" / "seed-0" / "gensar" / "model",
+        help="a trained model directory (default: the full benchmark's GenSAR)",
+    )
     parser.add_argument(
         "--dataset", type=Path, default=REPO / "runs" / "data" / "amazon-scientific"
     )
