@@ -200,12 +200,7 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
                 log(f"== {model.name} (seed {seed}) ==")
                 build_run(config, log=log, candidates_dir=out)
                 donors.append(run_dir)
-                ranker = GenSARRanker(
-                    run_dir / "model",
-                    name=model.name,
-                    num_beams=config.evaluate.num_beams,
-                    candidate_ranking=config.evaluate.candidate_ranking,
-                )
+                ranker = GenSARRanker.for_run(run_dir / "model", config.evaluate, name=model.name)
             else:
                 ranker = _baseline(model, bench, seed, seed_dir, donors, dataset, log)
             ranker.fit(

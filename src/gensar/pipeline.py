@@ -163,14 +163,7 @@ def evaluate_run(
     dataset = load_dataset(config.dataset)
     split = config.evaluate.split
     sets = {task: load_candidates(candidates_dir, task, split) for task in schema.TASKS}
-    models: list[Any] = [
-        GenSARRanker(
-            run_dir / "model",
-            name=config.name,
-            num_beams=config.evaluate.num_beams,
-            candidate_ranking=config.evaluate.candidate_ranking,
-        )
-    ]
+    models: list[Any] = [GenSARRanker.for_run(run_dir / "model", config.evaluate, name=config.name)]
     if baselines:
         models += [SASRecBaseline(), BM25Search(), DenseRetrieval()]
     results = evaluate_models(

@@ -46,6 +46,16 @@ class GenSARRanker:
         self.candidate_ranking = candidate_ranking
         self.dataset: Dataset | None = None
 
+    @classmethod
+    def for_run(cls, model_dir: str | Path, evaluate, name: str | None = None) -> GenSARRanker:
+        """The ranker a run's ``evaluate:`` settings describe (beam width, candidate ranking)."""
+        return cls(
+            model_dir,
+            name=name,
+            num_beams=evaluate.num_beams,
+            candidate_ranking=evaluate.candidate_ranking,
+        )
+
     def fit(self, dataset: Dataset, run_dir: Path | None = None) -> None:
         self.dataset = dataset
 

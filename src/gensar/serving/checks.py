@@ -37,12 +37,7 @@ class Checks:
         if not value.strip():
             raise ApiError(422, f"{field} is empty", field=field)
         if len(value) > self.config.max_id_chars:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(value)} characters, at most "
-                f"{self.config.max_id_chars})",
-                field=field,
-            )
+            raise too_long(field, len(value), "characters", self.config.max_id_chars)
 
     def query(self, text: str, field: str) -> str:
         """The query without surrounding blanks."""
@@ -52,12 +47,7 @@ class Checks:
                 422, f"{field} is empty: give the text the user searched for", field=field
             )
         if len(query) > self.config.max_query_chars:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(query)} characters, at most "
-                f"{self.config.max_query_chars})",
-                field=field,
-            )
+            raise too_long(field, len(query), "characters", self.config.max_query_chars)
         return query
 
     def behaviours(self, entries: Sequence[HistoryEntryIn], field: str) -> list[HistoryEntry]:
@@ -65,12 +55,7 @@ class Checks:
         if not entries:
             raise ApiError(422, f"{field} is empty: give at least one behaviour", field=field)
         if len(entries) > self.config.max_history:
-            raise ApiError(
-                422,
-                f"{field} is too long ({len(entries)} behaviours, at most "
-                f"{self.config.max_history})",
-                field=field,
-            )
+            raise too_long(field, len(entries), "behaviours", self.config.max_history)
         return [self.entry(e, f"{field}[{n}]") for n, e in enumerate(entries)]
 
     def entry(self, entry: HistoryEntryIn, field: str) -> HistoryEntry:
@@ -87,3 +72,8 @@ class Checks:
                 field=f"{field}.item_id",
             )
         return HistoryEntry(entry.behaviour, item, None)
+
+
+def too_long(field: str, count: int, unit: str, most: int) -> ApiError:
+    """The 422 error of a field over its size limit, with both sizes."""
+    return ApiError(422, f"{field} is too long ({count} {unit}, at most {most})", field=field)
