@@ -32,15 +32,7 @@ from typing import NamedTuple
 import torch
 from transformers import PreTrainedModel
 
-from gensar.decoding.seq2seq import (
-    Encoded,
-    SpecialTokens,
-    check_inputs,
-    decode_step,
-    encode,
-    expand_self_cache,
-    inference,
-)
+from gensar.decoding.seq2seq import Backend, Decoder, SpecialTokens, check_inputs, inference
 from gensar.decoding.trie import IdentifierCatalogue, IdentifierTrie
 from gensar.errors import GensarError
 
@@ -76,6 +68,7 @@ def beam_search(
     top_k: int | None = None,
     trie: IdentifierTrie | None = None,
     include_eos: bool = True,
+    backend: Backend = "auto",
 ) -> RankedItems:
     """Generate the ``top_k`` best items of ``catalogue`` for each input.
 
@@ -85,6 +78,8 @@ def beam_search(
     only each input's candidates. ``include_eos=False`` skips the last decoder
     step (the EOS probability after a complete identifier), which is faster
     and, for a trained model, almost never changes the ranking.
+    ``backend="transformers"`` forces the generic decoder path (see
+    :func:`~gensar.decoding.seq2seq.inference`).
     """
     input_ids, attention_mask = check_inputs(input_ids, attention_mask)
     special = special or SpecialTokens.from_model(model)
@@ -97,16 +92,23 @@ def beam_search(
     if trie.num_groups not in (1, batch):
         raise GensarError(f"the trie has {trie.num_groups} candidate groups for {batch} inputs")
     trie = trie.to(model.device)
-    with inference(model):
-        encoded = encode(model, input_ids, attention_mask)
+    with inference(model, backend) as decoder:
+        encoded = decoder.encode(input_ids, attention_mask)
         return _search(
-            model, encoded, catalogue.behaviour_token, trie, special, num_beams, top_k, include_eos
+            decoder,
+            encoded,
+            catalogue.behaviour_token,
+            trie,
+            special,
+            num_beams,
+            top_k,
+            include_eos,
         )
 
 
 def _search(
-    model: PreTrainedModel,
-    encoded: Encoded,
+    decoder: Decoder,
+    encoded,
     behaviour_token: int | None,
     trie: IdentifierTrie,
     special: SpecialTokens,
@@ -118,7 +120,7 @@ def _search(
     device = trie.device
     forced = [special.decoder_start] + ([] if behaviour_token is None else [behaviour_token])
     prompt = torch.tensor([forced], device=device).expand(batch, len(forced))
-    step = decode_step(model, encoded, prompt, None)
+    step = decoder.step(encoded, prompt, None)
     if behaviour_token is None:
         scores = torch.zeros(batch, 1, device=device)
     else:
@@ -151,8 +153,8 @@ def _search(
         if depth == trie.depth - 1 and not include_eos:
             break
         beams_before = log_probs.shape[1]
-        expand_self_cache(cache, (rows * beams_before + parents).flatten())
-        step = decode_step(model, encoded, tokens.reshape(-1, 1), cache)
+        decoder.reorder(cache, (rows * beams_before + parents).flatten())
+        step = decoder.step(encoded, tokens.reshape(-1, 1), cache)
         # log_softmax is one fused kernel; logsumexp was ~2x slower here
         log_probs = step.logits[:, -1].float().log_softmax(-1).view(batch, keep, -1)
         cache = step.cache

@@ -24,15 +24,7 @@ import torch
 from transformers import PreTrainedModel
 
 from gensar.decoding.beam import RankedItems, beam_search
-from gensar.decoding.seq2seq import (
-    Encoded,
-    SpecialTokens,
-    check_inputs,
-    decode_step,
-    encode,
-    expand_self_cache,
-    inference,
-)
+from gensar.decoding.seq2seq import Backend, Decoder, SpecialTokens, check_inputs, inference
 from gensar.decoding.trie import IdentifierCatalogue
 from gensar.errors import GensarError
 
@@ -70,6 +62,7 @@ def score_candidates(
     *,
     include_eos: bool = True,
     max_tokens: int = 2048,
+    backend: Backend = "auto",
 ) -> CandidateScores:
     """Teacher-forced log-likelihood of every candidate item for each input.
 
@@ -101,12 +94,12 @@ def score_candidates(
     codes = torch.from_numpy(catalogue.codes[rows])
     codes = codes.view(batch, width, -1).to(device)
     per_chunk = max(1, max_tokens // (width * (catalogue.length + 1)))
-    with inference(model):
+    with inference(model, backend) as decoder:
         for start in range(0, batch, per_chunk):
             stop = min(batch, start + per_chunk)
-            encoded = encode(model, input_ids[start:stop], _slice(attention_mask, start, stop))
+            encoded = decoder.encode(input_ids[start:stop], _slice(attention_mask, start, stop))
             chunk = _score_chunk(
-                model, encoded, catalogue.behaviour_token, codes[start:stop], special, include_eos
+                decoder, encoded, catalogue.behaviour_token, codes[start:stop], special, include_eos
             )
             scores[start:stop] = chunk.cpu()
     scores = scores.masked_fill(items < 0, float("-inf"))
@@ -114,8 +107,8 @@ def score_candidates(
 
 
 def _score_chunk(
-    model: PreTrainedModel,
-    encoded: Encoded,
+    decoder: Decoder,
+    encoded,
     behaviour_token: int | None,
     codes: torch.Tensor,
     special: SpecialTokens,
@@ -126,7 +119,7 @@ def _score_chunk(
     device = codes.device
     forced = [special.decoder_start] + ([] if behaviour_token is None else [behaviour_token])
     prompt = torch.tensor([forced], device=device).expand(batch, len(forced))
-    step = decode_step(model, encoded, prompt, None)
+    step = decoder.step(encoded, prompt, None)
     prefix = step.logits.float()
     if behaviour_token is None:  # trained without behaviour tokens (ablation)
         first = torch.zeros(batch, device=device)
@@ -138,8 +131,8 @@ def _score_chunk(
     if fed.shape[2] == 0:
         return total
     cache = step.cache
-    expand_self_cache(cache, torch.arange(batch, device=device).repeat_interleave(width))
-    logits = decode_step(model, encoded, fed.reshape(batch * width, -1), cache).logits.float()
+    decoder.reorder(cache, torch.arange(batch, device=device).repeat_interleave(width))
+    logits = decoder.step(encoded, fed.reshape(batch * width, -1), cache).logits.float()
     targets = codes[:, :, 1:].reshape(batch * width, -1)
     if include_eos:
         eos = torch.full((batch * width, 1), special.eos, dtype=torch.long, device=device)
@@ -160,6 +153,7 @@ def restricted_beam_search(
     num_beams: int = 20,
     top_k: int | None = None,
     include_eos: bool = True,
+    backend: Backend = "auto",
 ) -> RankedItems:
     """Beam search limited to each input's candidates (the paper's evaluation protocol).
 
@@ -176,6 +170,7 @@ def restricted_beam_search(
         top_k=top_k,
         trie=trie,
         include_eos=include_eos,
+        backend=backend,
     )
 
 
