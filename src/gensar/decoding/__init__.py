@@ -7,6 +7,11 @@
   candidates (the paper's protocol); :func:`score_candidates` gives the exact
   log-likelihood of each candidate.
 * :func:`suggest_queries` generates next-query suggestions (NSQP).
+
+Under these, :func:`~gensar.decoding.seq2seq.inference` picks the model
+backend: a lean T5 path (:mod:`gensar.decoding.lean_t5`) for float32 T5
+models, transformers' own forward with a shared cross-attention cache
+(:mod:`gensar.decoding.shared_attention`) for any other encoder-decoder.
 """
 
 from gensar.decoding.beam import RankedItems, beam_search
