@@ -31,11 +31,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_results(name: str, markdown: str, data: dict[str, Any]) -> None:
-    """Write benchmarks/results/<name>.md and .json (and print the table)."""
+def write_results(
+    name: str, markdown: str, data: dict[str, Any], script: str | None = None
+) -> None:
+    """Write benchmarks/results/<name>.md and .json (and print the table).
+
+    ``script`` names the benchmark script when it differs from ``name`` (one
+    script writing results for several workloads).
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine(), **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    header = f"<!-- written by benchmarks/{name}.py; machine: {data['machine']} -->\n"
+    header = f"<!-- written by benchmarks/{script or name}.py; machine: {data['machine']} -->\n"
     (RESULTS / f"{name}.md").write_text(header + markdown.rstrip() + "\n")
     print(markdown)

@@ -19,12 +19,20 @@ Per-user latency (batch 1, p50/p95 over ``--users`` users) and throughput
   transformers-forward backend instead of the lean T5 one
   (:mod:`gensar.decoding.lean_t5`), to show what each part buys.
 
+``--model DIR --dataset DIR`` runs the same on a trained model instead
+(``gensar train``'s model folder) with its collaborative identifiers and the
+recommendation instructions of real test users; results go to
+``decoding_speed-<dataset>.md``.
+
 Our and stock calls alternate user by user, so load from other processes hits
 both alike; the speed-ups are ratios from the same run. Every user's top-k
 items (and scores, within 1e-3) are asserted identical to the stock result.
 
     .venv/bin/python benchmarks/decoding_speed.py            # writes benchmarks/results/decoding_speed.*
     .venv/bin/python benchmarks/decoding_speed.py --quick    # a smoke run, writes nothing
+    .venv/bin/python benchmarks/decoding_speed.py --threads 2 \
+        --model runs/benchmarks/amazon-scientific/seed-0/gensar/model \
+        --dataset runs/data/amazon-scientific
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -109,14 +119,76 @@ def user_input(cat: IdentifierCatalogue, rng: np.random.Generator) -> list[int]:
     return tokens[: target - 1] + [REC_ITEM]
 
 
-def pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), SPECIAL.pad, dtype=torch.long)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = 1
     return ids, mask
+
+
+class Workload(NamedTuple):
+    """What is decoded: a model, its catalogue, and per user an input and 100 candidates."""
+
+    model: torch.nn.Module
+    catalogue: IdentifierCatalogue
+    special: SpecialTokens
+    inputs: list[list[int]]
+    candidates: list[list[int]]
+    description: str
+    result_name: str
+
+
+def synthetic_workload(args: argparse.Namespace, rng: np.random.Generator) -> Workload:
+    """Random tiny T5 and synthetic identifiers and histories (runs anywhere)."""
+    cat = catalogue(args.items, rng)
+    n_users = args.users + args.batch * args.batches
+    return Workload(
+        tiny_t5(args.seed),
+        cat,
+        SPECIAL,
+        [user_input(cat, rng) for _ in range(n_users)],
+        [rng.choice(cat.items, args.candidates, replace=False).tolist() for _ in range(n_users)],
+        f"Tiny T5 (4+4 layers, d_model 128, vocab {VOCAB}, random weights), {args.items} items "
+        f"with {LENGTH}-code identifiers (K={K}), inputs 64-90 tokens",
+        "decoding_speed",
+    )
+
+
+def trained_workload(args: argparse.Namespace, rng: np.random.Generator) -> Workload:
+    """A trained model, its collaborative identifiers, real test users' NRIP instructions."""
+    from gensar.api import GenSAR
+    from gensar.data import schema
+    from gensar.data.dataset import load_dataset
+    from gensar.tasks.builder import to_entries
+    from gensar.tasks.templates import NRIP
+
+    gensar = GenSAR.load(args.model, device="cpu")
+    dataset = load_dataset(args.dataset)
+    n_users = args.users + args.batch * args.batches
+    samples = dataset.samples_for(schema.RECOMMENDATION, "test")
+    samples = samples[rng.choice(len(samples), n_users, replace=False).tolist()]
+    inputs = [
+        gensar.builder.instruction(NRIP, to_entries(history, dataset.query_text))
+        for history in samples["history"].to_list()
+    ]
+    cat = gensar.catalogues["collaborative"]
+    config = gensar.model.config
+    return Workload(
+        gensar.model,
+        cat,
+        gensar.special,
+        inputs,
+        [rng.choice(cat.items, args.candidates, replace=False).tolist() for _ in range(n_users)],
+        f"Trained `{args.model}` ({type(gensar.model).__name__}, {config.num_layers}+"
+        f"{config.num_decoder_layers} layers, d_model {config.d_model}, vocab {config.vocab_size}), "
+        f"its {len(cat)} collaborative identifiers ({cat.length} codes), NRIP instructions of "
+        f"random test users of `{args.dataset}` ({min(map(len, inputs))}-{max(map(len, inputs))} "
+        "tokens)",
+        f"decoding_speed-{Path(args.dataset).name}",
+    )
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -151,62 +223,63 @@ def main() -> None:
         help="torch threads (1: on a shared 2-core machine, 2 threads collapse under load)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", help="a trained model folder (default: a random tiny T5)")
+    parser.add_argument("--dataset", help="the prepared dataset the model was trained on")
     parser.add_argument("--quick", action="store_true", help="a few users, results not written")
     args = parser.parse_args()
     if args.quick:
         args.users, args.batch, args.batches = 4, 4, 1
     torch.set_num_threads(args.threads)
+    if (args.model is None) != (args.dataset is None):
+        parser.error("--model and --dataset go together")
     rng = np.random.default_rng(args.seed)
-    model = tiny_t5(args.seed)
-    cat = catalogue(args.items, rng)
-    tables = [prefix_table(cat.codes, SPECIAL.eos)]
-    n_users = args.users + args.batch * args.batches
-    inputs = [user_input(cat, rng) for _ in range(n_users)]
-    cands = [rng.choice(cat.items, args.candidates, replace=False).tolist() for _ in range(n_users)]
+    work = synthetic_workload(args, rng) if args.model is None else trained_workload(args, rng)
+    model, cat, special, inputs, cands = work[:5]
+    tables = [prefix_table(cat.codes, special.eos)]
     beams = args.beams
 
     def ours_beam(ids, mask, c):
-        return beam_search(model, ids, mask, cat, SPECIAL, num_beams=beams, top_k=beams)
+        return beam_search(model, ids, mask, cat, special, num_beams=beams, top_k=beams)
 
     def ours_beam_no_eos(ids, mask, c):
-        return beam_search(model, ids, mask, cat, SPECIAL, num_beams=beams, include_eos=False)
+        return beam_search(model, ids, mask, cat, special, num_beams=beams, include_eos=False)
 
     def generic_beam(ids, mask, c):
         return beam_search(
-            model, ids, mask, cat, SPECIAL, num_beams=beams, top_k=beams, backend="transformers"
+            model, ids, mask, cat, special, num_beams=beams, top_k=beams, backend="transformers"
         )
 
     def stock_beam(ids, mask, c):
-        return stock_beam_search(model, ids, mask, cat, SPECIAL, num_beams=beams, tables=tables)
+        return stock_beam_search(model, ids, mask, cat, special, num_beams=beams, tables=tables)
 
     def ours_score(ids, mask, c):
-        return score_candidates(model, ids, mask, cat, c, SPECIAL)
+        return score_candidates(model, ids, mask, cat, c, special)
 
     def ours_score_no_eos(ids, mask, c):
-        return score_candidates(model, ids, mask, cat, c, SPECIAL, include_eos=False)
+        return score_candidates(model, ids, mask, cat, c, special, include_eos=False)
 
     def generic_score(ids, mask, c):
-        return score_candidates(model, ids, mask, cat, c, SPECIAL, backend="transformers")
+        return score_candidates(model, ids, mask, cat, c, special, backend="transformers")
 
     def stock_score(ids, mask, c):
-        return stock_candidate_scores(model, ids, mask, cat, c, SPECIAL)
+        return stock_candidate_scores(model, ids, mask, cat, c, special)
 
     def encoder_only(ids, mask, c):
         with torch.inference_mode():
             return model.get_encoder()(input_ids=ids, attention_mask=mask)
 
     def ours_restricted(ids, mask, c):
-        return restricted_beam_search(model, ids, mask, cat, c, SPECIAL, num_beams=beams)
+        return restricted_beam_search(model, ids, mask, cat, c, special, num_beams=beams)
 
     # prefix tables of each user's candidates, built outside the timed call
     candidate_tables = {
-        tuple(c): prefix_table(cat.codes[cat.rows(np.asarray(c))], SPECIAL.eos) for c in cands
+        tuple(c): prefix_table(cat.codes[cat.rows(np.asarray(c))], special.eos) for c in cands
     }
 
     def stock_restricted(ids, mask, c):
         tables = [candidate_tables[tuple(row)] for row in c]
         return stock_beam_search(
-            model, ids, mask, cat, SPECIAL, num_beams=beams, candidates=c, tables=tables
+            model, ids, mask, cat, special, num_beams=beams, candidates=c, tables=tables
         )
 
     paths = {
@@ -222,19 +295,23 @@ def main() -> None:
         "scoring, ours on the transformers forward": generic_score,
         "encoder pass alone (the floor of both)": encoder_only,
     }
+
+    def pad_inputs(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad(rows, special.pad)
+
     load_before = os.getloadavg()
     gflops = matmul_gflops()
     mean_len = float(np.mean([len(i) for i in inputs[: args.users]]))
-    floor = compute_floor_ms(model, mean_len, beams, args.candidates, gflops)
+    floor = compute_floor_ms(model, mean_len, beams, args.candidates, gflops, cat.length)
     # warm-up (first calls allocate and pick kernels)
-    ids, mask = pad(inputs[:1])
+    ids, mask = pad_inputs(inputs[:1])
     for fn in paths.values():
         fn(ids, mask, cands[:1])
 
     latency: dict[str, list[float]] = {name: [] for name in paths}
     cpu_latency: dict[str, list[float]] = {name: [] for name in paths}
     for u in range(args.users):
-        ids, mask = pad(inputs[u : u + 1])
+        ids, mask = pad_inputs(inputs[u : u + 1])
         results = {}
         for name, fn in paths.items():
             seconds, cpu_seconds, results[name] = cpu_timed(
@@ -261,7 +338,7 @@ def main() -> None:
     per_batch: dict[str, list[float]] = {name: [] for name in batch_names}
     for b in range(args.batches):
         lo = args.users + b * args.batch
-        ids, mask = pad(inputs[lo : lo + args.batch])
+        ids, mask = pad_inputs(inputs[lo : lo + args.batch])
         c = cands[lo : lo + args.batch]
         results = {}
         for name in batch_names:
@@ -324,9 +401,7 @@ def main() -> None:
     lines = [
         "# Decoding speed",
         "",
-        f"Tiny T5 (4+4 layers, d_model 128, vocab {VOCAB}, random weights), {args.items} items with "
-        f"{LENGTH}-code identifiers (K={K}), inputs 64-90 tokens, beam {beams} / top {beams}, "
-        f"{args.candidates} candidates; {torch.get_num_threads()} torch thread(s); "
+        f"{work.description}; beam {beams} / top {beams}, {args.candidates} candidates; {torch.get_num_threads()} torch thread(s); "
         f"{args.users} users at batch 1, {args.batches} batches of {args.batch} for throughput. "
         f"Top-k items and scores checked identical to the stock path for every user. "
         f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
@@ -355,6 +430,7 @@ def main() -> None:
         "",
         "Reproduce: `.venv/bin/python benchmarks/decoding_speed.py"
         + (f" --threads {args.threads}" if args.threads != 1 else "")
+        + ("" if args.model is None else f" --model {args.model} --dataset {args.dataset}")
         + "`",
     ]
     markdown = "\n".join(lines)
@@ -369,7 +445,7 @@ def main() -> None:
     if args.quick:
         print(markdown)
     else:
-        write_results("decoding_speed", markdown, data)
+        write_results(work.result_name, markdown, data, script="decoding_speed")
 
 
 def linear_macs(module: torch.nn.Module, keep: Callable[[str], bool] = lambda name: True) -> int:
@@ -381,7 +457,9 @@ def linear_macs(module: torch.nn.Module, keep: Callable[[str], bool] = lambda na
     )
 
 
-def compute_floor_ms(model, input_len: float, beams: int, candidates: int, gflops: float) -> dict:
+def compute_floor_ms(
+    model, input_len: float, beams: int, candidates: int, gflops: float, length: int
+) -> dict:
     """Milliseconds the matrix products alone need at the measured GFLOP/s (no overhead at all).
 
     Decoder tokens: the prompt (start, behaviour) once, then ``beams`` rows per
@@ -394,8 +472,8 @@ def compute_floor_ms(model, input_len: float, beams: int, candidates: int, gflop
     per_token = linear_macs(model.decoder, lambda name: not name.endswith(cross_kv))
     per_token += linear_macs(model.lm_head)
     fixed = encoder + 2 * per_token
-    beam = fixed + beams * LENGTH * per_token
-    scoring = fixed + candidates * LENGTH * per_token
+    beam = fixed + beams * length * per_token
+    scoring = fixed + candidates * length * per_token
     to_ms = 2 / (gflops * 1e6)
     return {"beam search": round(beam * to_ms, 1), "scoring": round(scoring * to_ms, 1)}
 

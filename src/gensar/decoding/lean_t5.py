@@ -29,6 +29,7 @@ Only float32 models take this path; others use the generic one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -77,21 +78,79 @@ class LeanCache:
         self.values = [v.index_select(0, rows) for v in self.values]
 
 
+@dataclass
+class _Block:
+    """One T5 block's weight tensors (references to the model's parameters, not copies).
+
+    Read once per search: going through ``block.layer[i].SelfAttention.q``
+    costs ~25 ``nn.Module.__getattr__`` calls per layer and step.
+    """
+
+    norm: torch.Tensor
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    o: torch.Tensor
+    ff_norm: torch.Tensor
+    wi: tuple[torch.Tensor, ...]  # (wi,) or, gated, (wi_0, wi_1)
+    wo: torch.Tensor
+    act: Callable[[torch.Tensor], torch.Tensor]
+    cross_norm: torch.Tensor | None = None  # decoder blocks only
+    cross_q: torch.Tensor | None = None
+    cross_k: torch.Tensor | None = None
+    cross_v: torch.Tensor | None = None
+    cross_o: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, block: T5Block) -> _Block:
+        attention = block.layer[0].SelfAttention
+        ff = block.layer[-1].DenseReluDense
+        wi = (ff.wi_0.weight, ff.wi_1.weight) if hasattr(ff, "wi_0") else (ff.wi.weight,)
+        out = cls(
+            block.layer[0].layer_norm.weight,
+            attention.q.weight,
+            attention.k.weight,
+            attention.v.weight,
+            attention.o.weight,
+            block.layer[-1].layer_norm.weight,
+            wi,
+            ff.wo.weight,
+            ff.act,
+        )
+        if len(block.layer) == 3:  # self-attention, cross-attention, feed-forward
+            cross = block.layer[1]
+            out.cross_norm = cross.layer_norm.weight
+            out.cross_q = cross.EncDecAttention.q.weight
+            out.cross_k = cross.EncDecAttention.k.weight
+            out.cross_v = cross.EncDecAttention.v.weight
+            out.cross_o = cross.EncDecAttention.o.weight
+        return out
+
+
 class LeanT5:
-    """Encoder pass and incremental decoder steps of one T5 model, for inference only."""
+    """Encoder pass and incremental decoder steps of one T5 model, for inference only.
+
+    Build one per search (cheap): it holds references to the model's current
+    weights, so a model that trains between searches is always seen as it is.
+    """
 
     def __init__(self, model: T5ForConditionalGeneration, max_decoder_length: int = 32) -> None:
         self.model = model
+        self.encoder_blocks = [_Block.of(block) for block in model.encoder.block]
+        self.decoder_blocks = [_Block.of(block) for block in model.decoder.block]
+        self.encoder_embed = model.encoder.embed_tokens.weight
+        self.decoder_embed = model.decoder.embed_tokens.weight
+        self.encoder_final_norm = model.encoder.final_layer_norm.weight
+        self.decoder_final_norm = model.decoder.final_layer_norm.weight
+        self.lm_head = model.lm_head.weight
         config = model.config
         self.heads = config.num_heads
         self.d_kv = config.d_kv
         self.eps = config.layer_norm_epsilon
-        self.gated = bool(getattr(config, "is_gated_act", False))
         self.scale_output = bool(
             getattr(config, "scale_decoder_outputs", config.tie_word_embeddings)
         )
         self.d_model = config.d_model
-        self.dtype = model.dtype
         self.decoder_bias = self._decoder_bias(max_decoder_length)
 
     # -- position bias -----------------------------------------------------------------
@@ -144,44 +203,67 @@ class LeanT5:
         scores = torch.matmul(q, k.transpose(-1, -2)) + bias
         return torch.matmul(scores.softmax(-1), v)
 
-    def _feed_forward(self, block: T5Block, x: torch.Tensor) -> torch.Tensor:
-        layer = block.layer[-1]
-        ff = layer.DenseReluDense
-        h = self._norm(x, layer.layer_norm.weight)
-        if self.gated:
-            h = ff.act(F.linear(h, ff.wi_0.weight)) * F.linear(h, ff.wi_1.weight)
+    def _self_attention(
+        self, block: _Block, x: torch.Tensor, bias: torch.Tensor, past: tuple | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residual self-attention; also returns the keys/values (``past`` ones prepended)."""
+        h = self._norm(x, block.norm)
+        q = self._heads(F.linear(h, block.q))
+        k = self._heads(F.linear(h, block.k))
+        v = self._heads(F.linear(h, block.v))
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        return x + F.linear(self._merge(self._attend(q, k, v, bias)), block.o), k, v
+
+    def _cross_attention(
+        self, block: _Block, x: torch.Tensor, encoded: LeanEncoded, index: int
+    ) -> torch.Tensor:
+        """Residual cross-attention of ``group`` rows per input to one copy of its keys.
+
+        The rows of each input are folded into its query axis, (batch, heads,
+        group * new, d_kv), so each input's keys are read once, then unfolded.
+        """
+        rows, new, _ = x.shape
+        batch = encoded.batch_size
+        group = rows // batch
+        q = self._heads(F.linear(self._norm(x, block.cross_norm), block.cross_q))
+        q = q.reshape(batch, group, self.heads, new, self.d_kv).transpose(1, 2)
+        q = q.reshape(batch, self.heads, group * new, self.d_kv)
+        out = self._attend(
+            q, encoded.cross_keys[index], encoded.cross_values[index], encoded.cross_bias
+        )
+        out = out.view(batch, self.heads, group, new, self.d_kv).transpose(1, 2)
+        out = out.reshape(rows, self.heads, new, self.d_kv)
+        return x + F.linear(self._merge(out), block.cross_o)
+
+    def _feed_forward(self, block: _Block, x: torch.Tensor) -> torch.Tensor:
+        h = self._norm(x, block.ff_norm)
+        if len(block.wi) == 2:  # gated (T5 1.1): act(wi_0 h) * wi_1 h
+            h = block.act(F.linear(h, block.wi[0])) * F.linear(h, block.wi[1])
         else:
-            h = ff.act(F.linear(h, ff.wi.weight))
-        return x + F.linear(h, ff.wo.weight)
+            h = block.act(F.linear(h, block.wi[0]))
+        return x + F.linear(h, block.wo)
 
     # -- encoder -----------------------------------------------------------------------
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> LeanEncoded:
         """Encoder pass, then each decoder layer's cross-attention keys/values (once per input)."""
-        encoder = self.model.encoder
         batch, length = input_ids.shape
-        x = encoder.embed_tokens(input_ids)
+        x = F.embedding(input_ids, self.encoder_embed)
         if attention_mask is None:
             pad_bias = x.new_zeros(batch, 1, 1, length)
         else:
             pad_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(
                 x.dtype
             ).min
-        bias = self._bias(encoder, length, length, bidirectional=True) + pad_bias
-        for block in encoder.block:
-            attention = block.layer[0].SelfAttention
-            h = self._norm(x, block.layer[0].layer_norm.weight)
-            q = self._heads(F.linear(h, attention.q.weight))
-            k = self._heads(F.linear(h, attention.k.weight))
-            v = self._heads(F.linear(h, attention.v.weight))
-            x = x + F.linear(self._merge(self._attend(q, k, v, bias)), attention.o.weight)
+        bias = self._bias(self.model.encoder, length, length, bidirectional=True) + pad_bias
+        for block in self.encoder_blocks:
+            x, _, _ = self._self_attention(block, x, bias)
             x = self._feed_forward(block, x)
-        hidden = self._norm(x, encoder.final_layer_norm.weight)
-        keys, values = [], []
-        for block in self.model.decoder.block:
-            cross = block.layer[1].EncDecAttention
-            keys.append(self._heads(F.linear(hidden, cross.k.weight)))
-            values.append(self._heads(F.linear(hidden, cross.v.weight)))
+        hidden = self._norm(x, self.encoder_final_norm)
+        keys = [self._heads(F.linear(hidden, block.cross_k)) for block in self.decoder_blocks]
+        values = [self._heads(F.linear(hidden, block.cross_v)) for block in self.decoder_blocks]
         return LeanEncoded(keys, values, pad_bias)
 
     # -- decoder -----------------------------------------------------------------------
@@ -194,44 +276,22 @@ class LeanT5:
         ``rows`` is a multiple of the batch: rows ``i * group ... (i + 1) *
         group - 1`` belong to input ``i``.
         """
-        decoder = self.model.decoder
-        rows, new = tokens.shape
-        batch = encoded.batch_size
-        group = rows // batch
-        cache = cache or LeanCache([], [])
-        past = cache.length
+        new = tokens.shape[1]
+        past = 0 if cache is None else cache.length
         if past + new > self.decoder_bias.shape[-1]:
             self.decoder_bias = self._decoder_bias(2 * (past + new))
         self_bias = self.decoder_bias[:, :, past : past + new, : past + new]
-        x = decoder.embed_tokens(tokens)
+        x = F.embedding(tokens, self.decoder_embed)
         keys, values = [], []
-        for index, block in enumerate(decoder.block):
-            attention = block.layer[0].SelfAttention
-            h = self._norm(x, block.layer[0].layer_norm.weight)
-            q = self._heads(F.linear(h, attention.q.weight))
-            k = self._heads(F.linear(h, attention.k.weight))
-            v = self._heads(F.linear(h, attention.v.weight))
-            if past:
-                k = torch.cat([cache.keys[index], k], dim=2)
-                v = torch.cat([cache.values[index], v], dim=2)
+        for index, block in enumerate(self.decoder_blocks):
+            previous = None if cache is None else (cache.keys[index], cache.values[index])
+            x, k, v = self._self_attention(block, x, self_bias, previous)
             keys.append(k)
             values.append(v)
-            x = x + F.linear(self._merge(self._attend(q, k, v, self_bias)), attention.o.weight)
 
-            cross = block.layer[1]
-            h = self._norm(x, cross.layer_norm.weight)
-            q = self._heads(F.linear(h, cross.EncDecAttention.q.weight))
-            # fold the rows of each input into its query axis: one copy of its keys
-            q = q.reshape(batch, group, self.heads, new, self.d_kv).transpose(1, 2)
-            q = q.reshape(batch, self.heads, group * new, self.d_kv)
-            out = self._attend(
-                q, encoded.cross_keys[index], encoded.cross_values[index], encoded.cross_bias
-            )
-            out = out.view(batch, self.heads, group, new, self.d_kv).transpose(1, 2)
-            out = out.reshape(rows, self.heads, new, self.d_kv)
-            x = x + F.linear(self._merge(out), cross.EncDecAttention.o.weight)
+            x = self._cross_attention(block, x, encoded, index)
             x = self._feed_forward(block, x)
-        x = self._norm(x, decoder.final_layer_norm.weight)
+        x = self._norm(x, self.decoder_final_norm)
         if self.scale_output:
             x = x * self.d_model**-0.5
-        return F.linear(x, self.model.lm_head.weight), LeanCache(keys, values)
+        return F.linear(x, self.lm_head), LeanCache(keys, values)
