@@ -222,20 +222,18 @@ class LeanT5:
         """Residual cross-attention of ``group`` rows per input to one copy of its keys.
 
         The rows of each input are folded into its query axis, (batch, heads,
-        group * new, d_kv), so each input's keys are read once, then unfolded.
+        group * new, d_kv), so each input's keys are read once; one copy back.
         """
         rows, new, _ = x.shape
         batch = encoded.batch_size
-        group = rows // batch
-        q = self._heads(F.linear(self._norm(x, block.cross_norm), block.cross_q))
-        q = q.reshape(batch, group, self.heads, new, self.d_kv).transpose(1, 2)
-        q = q.reshape(batch, self.heads, group * new, self.d_kv)
+        h = self._norm(x, block.cross_norm)
+        # rows are grouped per input, so this is a view: (batch, heads, group * new, d_kv)
+        q = F.linear(h, block.cross_q).view(batch, -1, self.heads, self.d_kv).transpose(1, 2)
         out = self._attend(
             q, encoded.cross_keys[index], encoded.cross_values[index], encoded.cross_bias
         )
-        out = out.view(batch, self.heads, group, new, self.d_kv).transpose(1, 2)
-        out = out.reshape(rows, self.heads, new, self.d_kv)
-        return x + F.linear(self._merge(out), block.cross_o)
+        out = out.transpose(1, 2).reshape(rows, new, self.heads * self.d_kv)
+        return x + F.linear(out, block.cross_o)
 
     def _feed_forward(self, block: _Block, x: torch.Tensor) -> torch.Tensor:
         h = self._norm(x, block.ff_norm)
