@@ -42,9 +42,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
+def tiny_t5(seed: int = 0, **overrides) -> T5ForConditionalGeneration:
+    """A 2+2-layer T5 (relu, tied embeddings); ``overrides`` change any T5Config field."""
     torch.manual_seed(seed)
-    config = T5Config(
+    settings = dict(
         vocab_size=VOCAB,
         d_model=32,
         d_kv=8,
@@ -57,7 +58,7 @@ def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
         pad_token_id=0,
         eos_token_id=1,
     )
-    return T5ForConditionalGeneration(config).eval()
+    return T5ForConditionalGeneration(T5Config(**{**settings, **overrides})).eval()
 
 
 def tiny_bert2bert(seed: int = 0) -> EncoderDecoderModel:

@@ -13,34 +13,23 @@ from test_decoding_beam import (  # noqa: F401 - one_thread is an autouse fixtur
     tiny_bert2bert,
     tiny_t5,
 )
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import T5ForConditionalGeneration
 
 from gensar.decoding import beam_search, lean_t5, restricted_beam_search, score_candidates
 from gensar.decoding.reference import check_same_ranking
 from gensar.errors import GensarError
 
 
-def t5_variant(act: str, tied: bool, seed: int = 0) -> T5ForConditionalGeneration:
-    """T5 1.0 (relu, tied, output scaled) and T5 1.1 style (gated-gelu, untied) tiny models."""
-    torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=120,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_decoder_layers=3,
-        num_heads=4,
+def t5_variant(act: str, tied: bool) -> T5ForConditionalGeneration:
+    """T5 1.0 (relu, tied, output scaled) and T5 1.1 style (gated-gelu, untied) tiny models,
+    with more decoder than encoder layers and few position buckets (long distances share one)."""
+    return tiny_t5(
         feed_forward_proj=act,
         tie_word_embeddings=tied,
+        num_decoder_layers=3,
         relative_attention_num_buckets=8,
         relative_attention_max_distance=16,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
     )
-    return T5ForConditionalGeneration(config).eval()
 
 
 @pytest.mark.parametrize("act,tied", [("relu", True), ("gated-gelu", False)])
