@@ -406,7 +406,8 @@ def main() -> None:
         f"Top-k items and scores checked identical to the stock path for every user. "
         f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         "(a shared 2-core machine: absolute numbers are noisy, ratios come from the same run). "
-        "p50 CPU ms is the process CPU time (one thread): close to what an idle machine takes.",
+        "p50 CPU ms is the process CPU time of all torch threads (with one thread, close to "
+        "what an idle machine takes; with two, the second thread's idle spinning counts too).",
         "",
         "| path | p50 ms | p95 ms | p50 CPU ms | users/s, batch " + str(args.batch) + " |",
         "|---|---:|---:|---:|---:|",
