@@ -5,8 +5,8 @@ methods (``encode``, ``step``, ``reorder``):
 
 * :class:`~gensar.decoding.lean_t5.LeanT5` for float32
   ``T5ForConditionalGeneration`` (every preset but ``minilm``): the same maths
-  on the model's own weights with ~10x fewer ops per call, which is what
-  decoding latency on a CPU is made of;
+  on the model's own weights with ~4x fewer ops per call (~250, not ~1,100),
+  which is what decoding latency on a CPU is made of;
 * :class:`TransformersDecoder` for everything else: the model's own modules
   and forward, so any transformers encoder-decoder with the standard seq2seq
   signature works (tested with T5 and ``EncoderDecoderModel``, BERT encoder
