@@ -64,13 +64,6 @@ class Encoded(NamedTuple):
     def batch_size(self) -> int:
         return int(self.outputs.last_hidden_state.shape[0])
 
-    def select(self, start: int, stop: int) -> Encoded:
-        """Inputs ``start:stop`` (views, no copy)."""
-        mask = None if self.attention_mask is None else self.attention_mask[start:stop]
-        return Encoded(
-            BaseModelOutput(last_hidden_state=self.outputs.last_hidden_state[start:stop]), mask
-        )
-
 
 class Step(NamedTuple):
     """Decoder logits for the fed tokens and the updated cache."""
@@ -99,13 +92,40 @@ class TransformersDecoder:
         self.model = model
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Encoded:
-        return encode(self.model, input_ids, attention_mask)
+        """Run the encoder once for a batch of inputs."""
+        device = self.model.device
+        input_ids = input_ids.to(device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(device)
+        outputs = self.model.get_encoder()(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        )
+        return Encoded(BaseModelOutput(last_hidden_state=outputs.last_hidden_state), attention_mask)
 
-    def step(self, encoded: Encoded, tokens: torch.Tensor, cache: object | None) -> Step:
-        return decode_step(self.model, encoded, tokens, cache)
+    def step(
+        self, encoded: Encoded, tokens: torch.Tensor, cache: EncoderDecoderCache | None
+    ) -> Step:
+        """Feed ``tokens`` (rows, new) after what ``cache`` holds.
+
+        ``rows`` is a multiple of the number of encoded inputs: rows ``i *
+        group ... (i + 1) * group - 1`` belong to input ``i``. The first call
+        (no cache) fills the cross-attention cache with one row per input;
+        later calls reuse it through :func:`shared_cross_attention` (active
+        inside :func:`inference`).
+        """
+        out = self.model(
+            encoder_outputs=encoded.outputs,
+            attention_mask=encoded.attention_mask,
+            decoder_input_ids=tokens,
+            past_key_values=cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        return Step(out.logits, out.past_key_values)
 
     def reorder(self, cache: EncoderDecoderCache, rows: torch.Tensor) -> None:
-        expand_self_cache(cache, rows)
+        """Re-order/expand the self-attention cache to ``rows``; the cross cache is untouched."""
+        cache.self_attention_cache.reorder_cache(rows)
 
 
 class LeanDecoder:
@@ -166,46 +186,3 @@ def check_inputs(
             f"attention_mask has shape {tuple(attention_mask.shape)}, input_ids {tuple(input_ids.shape)}"
         )
     return input_ids, attention_mask
-
-
-def encode(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
-) -> Encoded:
-    """Run the encoder once for a batch of inputs."""
-    device = model.device
-    input_ids = input_ids.to(device)
-    if attention_mask is not None:
-        attention_mask = attention_mask.to(device)
-    outputs = model.get_encoder()(
-        input_ids=input_ids, attention_mask=attention_mask, return_dict=True
-    )
-    return Encoded(BaseModelOutput(last_hidden_state=outputs.last_hidden_state), attention_mask)
-
-
-def decode_step(
-    model: PreTrainedModel,
-    encoded: Encoded,
-    decoder_input_ids: torch.Tensor,
-    cache: EncoderDecoderCache | None,
-) -> Step:
-    """Feed ``decoder_input_ids`` (rows, tokens) after what ``cache`` holds.
-
-    ``rows`` is a multiple of the number of encoded inputs: rows ``i * group
-    ... (i + 1) * group - 1`` belong to input ``i``. The first call (no cache)
-    fills the cross-attention cache with one row per input; later calls reuse
-    it through :func:`shared_cross_attention` (active inside :func:`inference`).
-    """
-    out = model(
-        encoder_outputs=encoded.outputs,
-        attention_mask=encoded.attention_mask,
-        decoder_input_ids=decoder_input_ids,
-        past_key_values=cache,
-        use_cache=True,
-        return_dict=True,
-    )
-    return Step(out.logits, out.past_key_values)
-
-
-def expand_self_cache(cache: EncoderDecoderCache, rows: torch.Tensor) -> None:
-    """Re-order/expand the decoder self-attention cache to ``rows``; the cross cache is untouched."""
-    cache.self_attention_cache.reorder_cache(rows)
