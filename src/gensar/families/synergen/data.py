@@ -268,3 +268,11 @@ def examples_in(windows: Sequence[Window]) -> int:
 
 def ceil_div(a: int, b: int) -> int:
     return int(math.ceil(a / b))
+
+
+def length_sorted_batches(
+    contexts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int
+) -> list[np.ndarray]:
+    """Row indices of ``contexts`` in batches of similar length (little padding)."""
+    order = np.argsort([len(c[0]) for c in contexts], kind="stable")
+    return [order[i : i + size] for i in range(0, len(order), size)]

@@ -111,11 +111,10 @@ class SynerGen(nn.Module):
     # ------------------------------------------------------------------ tokens
     def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``E_id + P s`` of the items ``rows`` (all items when None)."""
-        if rows is None:
-            ids, text = self.item_id.weight, self.item_text
-        else:
-            ids, text = self.item_id(rows), self.item_text[rows]
-        return ids + self.item_proj(text) if self.config.semantic else ids
+        ids = self.item_id.weight
+        full = ids + self.item_proj(self.item_text) if self.config.semantic else ids
+        # projecting the whole catalogue once is cheaper than projecting repeated rows
+        return full if rows is None else full[rows]
 
     def query_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         if self.config.semantic:

@@ -128,13 +128,12 @@ class SynerGenRanker:
             raise RuntimeError(f"{self.name} is not fitted: call fit(dataset, run_dir) first")
         config = self.loaded.config
         contexts = D.sample_contexts(self.streams, samples, config.max_len)
-        parts = []
-        for start in range(0, len(contexts), config.eval_batch_size):
-            batch = D.pad_batch(contexts[start : start + config.eval_batch_size], config.time_unit)
-            parts.append(self.loaded.model.last_states(batch.to(self.loaded.device)))
-        if not parts:
-            return torch.zeros(0, config.hidden, device=self.loaded.device)
-        return torch.cat(parts)
+        states = torch.zeros(len(contexts), config.hidden, device=self.loaded.device)
+        for rows in D.length_sorted_batches(contexts, config.eval_batch_size):
+            batch = D.pad_batch([contexts[i] for i in rows], config.time_unit)
+            index = torch.as_tensor(rows, device=self.loaded.device)
+            states[index] = self.loaded.model.last_states(batch.to(self.loaded.device))
+        return states
 
     def _rows(self, candidates: list[list[str]]) -> torch.Tensor:
         index = self.dataset.item_index

@@ -208,12 +208,11 @@ class _Trainer:
         out: dict[str, float] = {}
         for task, (contexts, targets) in self.valid.items():
             ranks = []
-            size = self.config.eval_batch_size
-            for start in range(0, len(contexts), size):
-                batch = D.pad_batch(contexts[start : start + size], self.config.time_unit)
+            for rows in D.length_sorted_batches(contexts, self.config.eval_batch_size):
+                batch = D.pad_batch([contexts[i] for i in rows], self.config.time_unit)
                 states = self.model.last_states(batch.to(self.device))
                 scores = self.model.retrieval_scores(states)
-                t = torch.as_tensor(targets[start : start + size], device=scores.device)
+                t = torch.as_tensor(targets[rows], device=scores.device)
                 target = scores.gather(1, t[:, None])
                 ranks.append(((scores >= target).sum(1)).cpu().numpy())  # pessimistic, 1-based
             rank = np.concatenate(ranks) if ranks else np.zeros(0)
