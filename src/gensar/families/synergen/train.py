@@ -136,7 +136,8 @@ class _Trainer:
         tasks = torch.as_tensor(np.concatenate([w.tasks for w in windows]), device=self.device)
         weights = torch.where(tasks == D.TASK_REC, config.rec_weight, config.search_weight)
         keep = weights > 0
-        states = model(batch)[torch.as_tensor(rows), torch.as_tensor(ctx)][keep]
+        at = (torch.as_tensor(rows, device=self.device), torch.as_tensor(ctx, device=self.device))
+        states = model(batch)[at][keep]
         targets, weights = targets[keep], weights[keep].float()
         per_target = torch.zeros_like(weights)
         logits = None
