@@ -143,6 +143,11 @@ def main() -> None:
         + " ".join([f"--minutes {args.minutes:g}", *[f"--set {o}" for o in args.set]]),
         "config": config.model_dump(mode="json"),
         "training": summary,
+        "validation_curve": [
+            json.loads(line)
+            for line in (run_dir / "synergen" / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ],
         "valid_ndcg10_by_scorer": valid_scores,
         "candidate_scorer": chosen,
         "test": test,
