@@ -140,7 +140,15 @@ def main() -> None:
     data = {
         "preliminary": True,
         "command": "nice -n 5 .venv/bin/python benchmarks/synergen_run.py "
-        + " ".join([f"--minutes {args.minutes:g}", *[f"--set {o}" for o in args.set]]),
+        + " ".join([f"--minutes {args.minutes:g}", *[f"--set {o}" for o in args.set]])
+        + "".join(
+            f" --{flag} {value}"
+            for flag, value, default in (
+                ("run", args.run, parser.get_default("run")),
+                ("name", args.name, parser.get_default("name")),
+            )
+            if value != default
+        ),
         "config": config.model_dump(mode="json"),
         "training": summary,
         "validation_curve": [
