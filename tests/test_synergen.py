@@ -259,3 +259,20 @@ def test_train_score_and_resume(tiny_dataset, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert load(tmp_path / "b/synergen").summary["epochs_run"] == 2
+
+
+def test_bad_settings_and_folders_give_clear_errors(tmp_path):
+    from pydantic import ValidationError
+
+    from gensar.errors import GensarError
+
+    with pytest.raises(ValidationError, match="whole even number"):
+        SynerGenConfig(hidden=24, heads=8)  # head width 3: rotary needs pairs
+    with pytest.raises(ValidationError, match="cannot both be 0"):
+        SynerGenConfig(rec_weight=0, search_weight=0)
+    with pytest.raises(GensarError, match="not a trained SynerGen folder"):
+        load(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "other", "format_version": 1}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(GensarError, match="unsupported format"):
+        load(tmp_path)
