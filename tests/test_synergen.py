@@ -276,3 +276,28 @@ def test_bad_settings_and_folders_give_clear_errors(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(GensarError, match="unsupported format"):
         load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"retrieval_loss": "infonce", "infonce_negatives": 16, "infonce_sampling": "popularity"},
+        {"ranking_weight": 0.0, "positions": "rope"},
+        {"retrieval_weight": 0.0, "ranking_head": "bilinear", "positions": "learned"},
+        {"rec_weight": 0.0},
+        {"search_weight": 0.0, "share_text_projection": False},
+    ],
+    ids=["infonce", "retrieval-only", "ranking-only", "search-only", "rec-only"],
+)
+def test_every_ablation_trains_and_scores(tiny_dataset, tmp_path, overrides):
+    """Each ablation is one override (without the MiniLM vectors, to stay fast)."""
+    config = SynerGenConfig(**{**TINY, "epochs": 1, "semantic": False, **overrides})
+    summary = train(tiny_dataset, tmp_path, config, progress=False, log=lambda *_: None)
+    assert summary["examples_seen"] > 0
+    dataset = load_dataset(tiny_dataset)
+    ranker = SynerGenRanker(model_dir=tmp_path / "synergen")
+    ranker.fit(dataset)
+    samples = dataset.samples_for("search", "test")
+    lists = [dataset.item_ids[:5]] * samples.height
+    scores = ranker.score_candidates(samples, lists)
+    assert scores.shape == (samples.height, 5) and np.isfinite(scores).all()
