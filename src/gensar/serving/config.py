@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -80,7 +81,13 @@ class ServeConfig(Section):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     def is_local(self) -> bool:
-        return self.host in LOCAL_HOSTS
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
+        if self.host in LOCAL_HOSTS:
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
 
 def load_serve_config(

@@ -108,15 +108,44 @@ class HistoryStore:
 
     def __init__(self, path: str | Path, *, synchronous: str = "full"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode (isolation_level=None): transactions are explicit BEGIN/COMMIT.
-        self.conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        self.conn.executescript(SCHEMA)
+        if self.path.is_dir():
+            raise GensarError(
+                "the history store is a directory, not a SQLite file",
+                where=self.path,
+                fix="set serve.store to a file path (e.g. runs/x/serving/history.sqlite3)",
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode (isolation_level=None): transactions are explicit BEGIN/COMMIT.
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except (OSError, sqlite3.Error) as err:
+            raise GensarError(
+                f"cannot open the history store ({err})",
+                where=self.path,
+                fix="set serve.store to a writable file path",
+            ) from None
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.executescript(SCHEMA)
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(events)")}
+        except sqlite3.Error as err:
+            self.conn.close()
+            raise GensarError(
+                f"not a gensar history store ({err})",
+                where=self.path,
+                fix="point serve.store at the service's own SQLite file, or at a new path",
+            ) from None
+        if not {"seq", "user_id", "behaviour", "item_id", "query", "time", "origin"} <= columns:
+            self.conn.close()
+            raise GensarError(
+                "a SQLite database, but not a gensar history store (its 'events' table differs)",
+                where=self.path,
+                fix="point serve.store at the service's own SQLite file, or at a new path",
+            )
 
     def close(self) -> None:
         self.conn.close()

@@ -60,6 +60,7 @@ from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
 from gensar.data.sources.common import (
+    checked_time,
     purchases_to_events,
     query_table,
     read_json_records,
@@ -230,7 +231,7 @@ def _read_reviews(path: Path) -> pl.DataFrame:
                 )
         users.append(record["reviewerID"])
         asins.append(record["asin"])
-        times.append(record["unixReviewTime"])
+        times.append(checked_time(record["unixReviewTime"], f"{path}:{line_no}", "unixReviewTime"))
         lines.append(line_no)
     if not users:
         raise DataError("no reviews", where=path, fix="check that the file is the right one")
