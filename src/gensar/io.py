@@ -26,14 +26,23 @@ from gensar.errors import GensarError
 #: A directory is replaced only when it holds its kind's manifest (or is empty).
 MANIFESTS: dict[str, tuple[str, ...]] = {
     "dataset": ("manifest.json",),  # gensar prepare
-    "run": ("stages.json", "config.yaml"),  # every stage of `gensar ... --run RUN`
+    "run": (  # every stage of `gensar ... --run RUN`: its settings or any stage's output
+        "stages.json",
+        "config.yaml",
+        "embeddings/semantic.safetensors",
+        "embeddings/collab.safetensors",
+        "identifiers/identifiers.parquet",
+        "candidates/manifest.json",
+        "training/metrics.jsonl",
+        "model/gensar.json",
+    ),
     "model": ("gensar.json",),  # gensar train -> RUN/model
     "identifiers": ("report.json", "identifiers.parquet"),  # gensar index
     "sasrec": ("config.json",),  # gensar embed collab -> RUN/embeddings/sasrec
     "checkpoint": ("state.json",),  # RUN/training/checkpoints/step-N
     "weights": ("config.json",),  # RUN/training/best (save_pretrained)
     "tokenizer": ("tokenizer_config.json", "tokenizer.json"),  # RUN/training/tokenizer
-    "benchmark": ("results.json", "candidates"),  # gensar benchmark -> out
+    "benchmark": ("results.json", "candidates/manifest.json"),  # gensar benchmark -> out
     "download": ("gensar-download.json",),  # the download cache
 }
 
@@ -89,7 +98,7 @@ def check_output_dir(
         return path
     if not any(path.iterdir()):
         return path
-    manifest = " or ".join(MANIFESTS.get(kind, ())) or "gensar manifest"
+    manifest = " or ".join(MANIFESTS.get(kind, ())[:2]) or "gensar manifest"
     raise OutputError(
         f"{path} exists and is not an earlier {kind} output of gensar (it has no {manifest}); "
         "refusing to replace what is in it",

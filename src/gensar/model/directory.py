@@ -57,7 +57,9 @@ def open_model_dir(model_dir: str | Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelDirError(
-            "not a directory" if model_dir.exists() else "model directory not found",
+            "not a gensar model directory ("
+            + ("a file, not a directory" if model_dir.exists() else "it does not exist")
+            + ")",
             where=model_dir,
             fix="pass the model/ folder that `gensar train` wrote (RUN/model)",
         )
