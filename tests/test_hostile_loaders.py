@@ -15,8 +15,9 @@ from test_loaders_amazon2014 import META, REVIEWS, write_files
 from test_loaders_kuaisar import ITEMS, REC, SRC, rec_row, src_row, write
 from test_loaders_movielens import write_100k
 
-from conftest import write_synthetic_jsonl
 from gensar.data.sources import amazon_unisrec
+
+from conftest import write_synthetic_jsonl
 
 BIG = 2**63  # one past the largest 64-bit integer
 
@@ -155,7 +156,7 @@ def test_amazon2014_review_time_out_of_range(capsys, tmp_path, time):
 def test_amazon2014_lone_surrogate_in_a_review(capsys, tmp_path):
     raw = write_files(tmp_path / "a", REVIEWS, META)
     path = raw / "reviews_Toys_5.json.gz"
-    lines = gzip.open(path, "rt").read().splitlines()
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     lines.append(json.dumps({**REVIEWS[0], "reviewerID": "A\ud800"}))  # json escapes it
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -169,11 +170,11 @@ def unisrec(folder: Path, *, item2index: str | None = None, text: bytes | None =
     (folder / "T.text").write_bytes(
         text
         or (
-            "item_id:token\ttext:token_seq\n"
-            "A1\tDrill. Tools Power Drills. Bosch.\n"
-            "A2\tSaw. Tools Hand Saws. Stanley.\n"
-            "A3\tTape. Tools Tape. 3M.\n"
-        ).encode()
+            b"item_id:token\ttext:token_seq\n"
+            b"A1\tDrill. Tools Power Drills. Bosch.\n"
+            b"A2\tSaw. Tools Hand Saws. Stanley.\n"
+            b"A3\tTape. Tools Tape. 3M.\n"
+        )
     )
     (folder / "T.item2index").write_text(item2index or "A1\t1\nA2\t2\nA3\t3\n")
     (folder / "T.train.inter").write_text(

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from hostile import assert_one_line_error, run_cli, tree_digest
 
-from conftest import REPO, write_synthetic_jsonl
 from gensar.io import (
     MANIFESTS,
     OutputError,
@@ -23,6 +22,8 @@ from gensar.io import (
     check_output_dir,
     remove_stale_temporaries,
 )
+
+from conftest import REPO, write_synthetic_jsonl
 
 
 @pytest.fixture(scope="module")
