@@ -183,7 +183,9 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _temp_prefix(path: Path, what: str = "tmp") -> str:
+def temp_prefix(path: Path, what: str = "tmp") -> str:
+    """The prefix of a temporary name beside ``path``: it carries this process id, so the
+    temporary of a killed writer can be told from that of a live one."""
     return f".{path.name}.{what}-{os.getpid()}-"
 
 
@@ -205,7 +207,7 @@ def atomic_output_dir(
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(final.parent)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
     except OSError as err:
         raise os_error(err) from None
     try:
@@ -222,7 +224,7 @@ def atomic_output_dir(
         except OutputError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(final, "old"), dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=temp_prefix(final, "old"), dir=final.parent))
         os.replace(final, old / "previous")
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -246,7 +248,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -284,7 +286,7 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     """Write a Parquet file atomically (zstd, statistics on)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     os.close(fd)
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
