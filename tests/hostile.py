@@ -9,6 +9,7 @@ and sees exactly what a user sees: the exit code and the printed lines.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,14 @@ def run_cli(capsys: pytest.CaptureFixture, *args: object) -> CliResult:
 
     capsys.readouterr()
     code = 0
+    saved = sys.argv
+    sys.argv = ["gensar", *(str(a) for a in args)]  # what the console script sees
     try:
-        main([str(a) for a in args])
+        main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
     captured = capsys.readouterr()
     return CliResult(code, captured.out, captured.err)
 

@@ -209,3 +209,10 @@ def test_unisrec_byte_order_mark_adds_no_bogus_item(tmp_path, header):
     (raw / "T.item2index").write_bytes(b"\xef\xbb\xbf" + (raw / "T.item2index").read_bytes())
     loaded = amazon_unisrec.load(raw, amazon_unisrec.Options())
     assert loaded.items["item_id"].to_list() == ["A1", "A2", "A3"]
+
+
+def test_amazon2014_lone_surrogate_in_a_metadata_literal(capsys, tmp_path):
+    meta = [*META[:3], "{'asin': '0000031852', 'title': 'Tutu \\ud800'}"]
+    meta[0] = {**META[0], "asin": "SHADOWED"}  # so that the bad line is the one kept
+    raw = write_files(tmp_path / "a", REVIEWS, meta)
+    assert_refused(capsys, "amazon-2014", raw, tmp_path, "meta_Toys.json.gz:4", "surrogate")
