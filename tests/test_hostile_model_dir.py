@@ -154,7 +154,7 @@ def test_serve_store_that_is_not_a_database(capsys, tiny_run, tmp_path, make, wo
     if target.name == "h.sqlite3":
         (tmp_path / "store").write_text("a file")
     before = target.read_bytes() if target.is_file() else None
-    result = run_cli(capsys, "serve", tiny_run / "model", "--set", f"store={target}")
+    result = run_cli(capsys, "serve", tiny_run / "model", "--set", f"serve.store={target}")
     assert_one_line_error(result, *words)
     if before is not None:
         assert target.read_bytes() == before  # the user's file is untouched

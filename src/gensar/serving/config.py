@@ -96,4 +96,6 @@ def load_serve_config(
     """The ``serve:`` section of a YAML file (or the whole file), with ``key=value`` overrides."""
     data = read_yaml(path) if path else {}
     data = data.get("serve", data)
+    # `--set store=...` and `--set serve.store=...` (the key as written in a run YAML) alike
+    overrides = [o.removeprefix("serve.") for o in overrides or []]
     return validate(ServeConfig, apply_overrides(data, overrides), source=path or "--set")
