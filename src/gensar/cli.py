@@ -311,7 +311,7 @@ def quickstart(
     from gensar.io import allow_overwrite, check_output_dir
     from gensar.quickstart import run_quickstart
 
-    check_output_dir(out, "benchmark", overwrite=overwrite)
+    check_output_dir(out, "quickstart", overwrite=overwrite)
     with allow_overwrite(overwrite):
         run_quickstart(out)
 

@@ -43,6 +43,7 @@ MANIFESTS: dict[str, tuple[str, ...]] = {
     "weights": ("config.json",),  # RUN/training/best (save_pretrained)
     "tokenizer": ("tokenizer_config.json", "tokenizer.json"),  # RUN/training/tokenizer
     "benchmark": ("results.json", "candidates/manifest.json"),  # gensar benchmark -> out
+    "quickstart": ("results.json", "candidates/manifest.json", "dataset/manifest.json"),
     "download": ("gensar-download.json",),  # the download cache
 }
 
