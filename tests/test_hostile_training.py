@@ -118,9 +118,10 @@ def test_a_diverging_loss_through_the_cli_is_exit_code_2(capsys, monkeypatch, ti
     assert not (run / "model").exists()
 
 
-def test_resume_logs_each_validation_once(tmp_path):
+@pytest.mark.parametrize("torn_line", [False, True])
+def test_resume_logs_each_validation_once(tmp_path, torn_line):
     """Killed after validation was logged but before the epoch's checkpoint: the resumed
-    run validates that epoch again and must not log it twice."""
+    run validates that epoch again and must not log it twice (nor keep a torn last line)."""
     torch.manual_seed(0)
     run_toy(tmp_path, Toy(), epochs=2, checkpoint_every=100)
     log = tmp_path / "metrics.jsonl"
@@ -131,8 +132,9 @@ def test_resume_logs_each_validation_once(tmp_path):
     import shutil
 
     shutil.rmtree(last)
-    with open(log, "a") as handle:
-        handle.write('{"kind": "train", "step"')  # a line torn by the kill
+    if torn_line:
+        with open(log, "a") as handle:
+            handle.write('{"kind": "train", "step"')  # a line torn by the kill
     run_toy(tmp_path, Toy(), epochs=2, checkpoint_every=100, resume=True)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     valid = [r for r in records if r["kind"] == "valid"]
