@@ -231,3 +231,16 @@ def test_temporaries_of_a_live_writer_are_kept(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert removed == [dead]
     assert mine.exists() and user.exists()
+
+
+def test_benchmark_refuses_an_out_folder_of_other_things(capsys, tiny_dataset, tmp_path):
+    out = precious_folder(tmp_path / "results")
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        f"name: hostile\ndataset: {{prepared: {tiny_dataset}}}\nout: {out}\n"
+        "models: [{name: Pop, kind: popularity}]\n"
+    )
+    before = tree_digest(out)
+    result = run_cli(capsys, "benchmark", config)
+    assert_one_line_error(result, str(out), "benchmark", "--overwrite")
+    assert tree_digest(out) == before
