@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # users with a GPU can run e.g. `make setup TORCH="torch"` to keep their CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup quickstart test lint format benchmark clean
+.PHONY: setup browser quickstart test lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,20 @@ setup: $(VENV)/.installed
 quickstart: setup
 	$(BIN)/gensar quickstart
 
-test: setup
+# The demo page's browser test drives a real Chromium. Install Debian's package when it
+# is missing and we can (root with apt-get, as on CI); otherwise say why that test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser test (apt-get) ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "warning: apt-get could not install chromium: the browser test will skip"; \
+	else \
+	  echo "note: chromium is missing and cannot be installed here (not root, or no apt-get): the browser test will skip"; \
+	fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup

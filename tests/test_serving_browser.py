@@ -1,9 +1,10 @@
 """The demo page end to end: headless Chromium, driven over the DevTools protocol.
 
 No browser-automation package is needed: a minimal WebSocket client (standard
-library) speaks the DevTools protocol to Debian's ``chromium``. Without a
-Chromium binary the test skips (CI machines do not have one; installing it
-takes minutes). Set ``GENSAR_CHROMIUM`` to use another binary.
+library) speaks the DevTools protocol to Debian's ``chromium``. ``make test``
+(and so CI) installs it first when it is missing and the user is root
+(``make browser``); the test skips only where no Chromium could be installed,
+and says why. Set ``GENSAR_CHROMIUM`` to use another binary.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def find_chromium() -> str:
     ):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    why = (
+        "apt-get could not install it (see the output of `make browser`)"
+        if os.geteuid() == 0
+        else "it cannot be installed without root (run `make browser` as root, or apt-get install -y chromium)"
+    )
+    pytest.skip(f"chromium is not installed and {why}")
 
 
 # -- a minimal WebSocket client (RFC 6455: text frames, client masking) ----------------------------

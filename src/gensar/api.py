@@ -14,7 +14,6 @@ are ignored. Batched variants (``recommend_batch``...) serve many users at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,13 +26,19 @@ import torch
 
 from gensar.data import schema
 from gensar.errors import GensarError
+from gensar.model.directory import (
+    IDENTIFIERS,
+    MODEL_CARD,
+    TOKENIZER,
+    WEIGHTS,
+    load_part,
+    open_model_dir,
+)
+from gensar.model.directory import ITEMS as ITEMS_FILE
 from gensar.tasks.builder import COLLABORATIVE, SEMANTIC, HistoryEntry, TaskBuilder
 from gensar.tasks.config import TaskConfig
 from gensar.tasks.templates import NRIP, NSIP, NSQP
 from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
-
-MODEL_CARD = "gensar.json"
-ITEMS_FILE = "items.parquet"
 
 
 @dataclass(frozen=True)
@@ -129,27 +134,37 @@ class GenSAR:
         from gensar.utils import pick_device
 
         model_dir = Path(model_dir)
-        card_file = model_dir / MODEL_CARD
-        if not card_file.is_file():
-            raise GensarError(
-                f"no {MODEL_CARD}: not a gensar model directory",
-                where=model_dir,
-                fix="train one with `gensar train` and pass its model/ folder",
-            )
-        card = json.loads(card_file.read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = _load_model(model_dir, card)
+        card = open_model_dir(model_dir)  # every damage is one line naming the file
+        tokenizer = load_part(
+            model_dir / TOKENIZER,
+            "tokenizer",
+            lambda: AutoTokenizer.from_pretrained(str(model_dir)),
+        )
+        model = load_part(model_dir / WEIGHTS, "model", lambda: _load_model(model_dir, card))
         model.to(pick_device(device))
-        identifiers = ItemIdentifiers.load(model_dir)
-        items = pl.read_parquet(model_dir / ITEMS_FILE)
+        identifiers = load_part(
+            model_dir / IDENTIFIERS, "identifiers", lambda: ItemIdentifiers.load(model_dir)
+        )
+        items = load_part(model_dir / ITEMS_FILE, "item titles", lambda: _read_items(model_dir))
         descriptions = dict(
             zip(items["item_id"].to_list(), items["description"].to_list(), strict=True)
         )
         titles = dict(zip(items["item_id"].to_list(), items["title"].to_list(), strict=True))
-        builder = TaskBuilder(
-            tokenizer, identifiers, descriptions, TaskConfig.model_validate(card["tasks"])
+        task_config = load_part(
+            model_dir / MODEL_CARD,
+            "task settings",
+            lambda: TaskConfig.model_validate(card["tasks"]),
         )
-        return cls(model, tokenizer, identifiers, builder, titles, card=card)
+        builder = load_part(
+            model_dir,
+            "model's vocabulary",
+            lambda: TaskBuilder(tokenizer, identifiers, descriptions, task_config),
+        )
+        return load_part(
+            model_dir,
+            "model (its vocabulary does not match its identifiers)",
+            lambda: cls(model, tokenizer, identifiers, builder, titles, card=card),
+        )
 
     # -- inputs --------------------------------------------------------------------------------
     def _batch(self, instructions: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,6 +332,14 @@ class GenSAR:
     @cached_property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def _read_items(model_dir: Path) -> pl.DataFrame:
+    items = pl.read_parquet(model_dir / ITEMS_FILE)
+    missing = {"item_id", "title", "description"} - set(items.columns)
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
+    return items
 
 
 def _load_model(model_dir: Path, card: dict[str, Any]):

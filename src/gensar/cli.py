@@ -7,14 +7,31 @@ heavy libraries are imported inside commands so that ``gensar --help`` is fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from gensar.errors import GensarError
+
+#: Operating-system errors caused by the paths a user gave, shown as one line.
+USER_OS_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
 
 app = typer.Typer(
     name="gensar",
@@ -25,6 +42,13 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Run configuration (YAML).")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing output even if gensar did not write it (its contents are lost).",
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -43,9 +67,15 @@ def prepare(
             help="Loader name and input path: amazon-unisrec | amazon-2014 | movielens | kuaisar | jsonl, then PATH."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Dataset directory to write (replaced atomically).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Dataset directory to write (replaced atomically; only an earlier dataset is replaced without --overwrite)."
+        ),
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Turn raw logs into one validated dataset directory (Parquet + manifest)."""
     from gensar.config import apply_overrides, read_yaml, validate
@@ -55,7 +85,7 @@ def prepare(
     data = data.get("prepare", data)
     settings = validate(PrepareConfig, apply_overrides(data, set_), source=config or "--set")
     name, path = source
-    prepare_dataset(name, path, out, settings)
+    prepare_dataset(name, path, out, settings, overwrite=overwrite)
 
 
 @app.command()
@@ -82,46 +112,69 @@ embed_app = typer.Typer(
 app.add_typer(embed_app, name="embed")
 
 
-def _run_config(
-    config: Path | None, set_: list[str] | None, dataset: Path | None, run: Path | None
-):
+@contextlib.contextmanager
+def _stage(
+    config: Path | None,
+    set_: list[str] | None,
+    dataset: Path | None,
+    run: Path | None,
+    overwrite: bool = False,
+) -> Iterator[Any]:
+    """Validate the settings, refuse a run directory gensar did not write, record the
+    settings, and run the stage's block (allowed to replace foreign outputs only with --overwrite)."""
+    from gensar.io import allow_overwrite
     from gensar.run import load_run_config, save_run_config
 
     settings = load_run_config(config, set_, dataset=dataset, run_dir=run)
-    save_run_config(settings)
-    return settings
+    save_run_config(settings, overwrite=overwrite)
+    with allow_overwrite(overwrite):
+        yield settings
 
 
 @embed_app.command("text")
 def embed_text(
-    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Embed item texts with the sentence encoder -> RUN/embeddings/semantic.safetensors."""
     from gensar.embed.semantic import embed_items
 
-    settings = _run_config(config, set_, dataset, run)
-    path = embed_items(settings.dataset, settings.run_dir, settings.semantic)
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        path = embed_items(settings.dataset, settings.run_dir, settings.semantic)
     typer.echo(f"wrote {path}")
 
 
 @embed_app.command("collab")
 def embed_collab(
-    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train SASRec on the training rec sequences -> RUN/embeddings/collab.safetensors."""
     from gensar.embed.collab import train_collaborative
 
-    settings = _run_config(config, set_, dataset, run)
-    train_collaborative(settings.dataset, settings.run_dir, settings.collab)
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        train_collaborative(settings.dataset, settings.run_dir, settings.collab)
 
 
 @app.command()
-def index(dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def index(
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
     """Learn the joint RQ-VAE and assign unique identifiers -> RUN/identifiers/."""
     from gensar.ids.build import build_identifiers
 
-    settings = _run_config(config, set_, dataset, run)
-    report = build_identifiers(settings.dataset, settings.run_dir, settings.index)
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        report = build_identifiers(settings.dataset, settings.run_dir, settings.index)
     typer.echo(json.dumps(report.get("collision_rate", report.get("collisions", {})), indent=2))
 
 
@@ -134,28 +187,34 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue from the latest checkpoint in RUN/training.")
     ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the GenSAR model on the five tasks -> RUN/model (a save_pretrained folder)."""
     from gensar.model.stage import train_gensar
 
-    settings = _run_config(config, set_, dataset, run)
-    train_gensar(
-        settings.dataset,
-        settings.run_dir,
-        settings.gensar(),
-        candidates_config=settings.candidates,
-        resume=resume,
-    )
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        train_gensar(
+            settings.dataset,
+            settings.run_dir,
+            settings.gensar(),
+            candidates_config=settings.candidates,
+            resume=resume,
+        )
 
 
 @app.command("run")
 def run_all(
-    dataset: DatasetArg, run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None
+    dataset: DatasetArg,
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """All stages for one dataset: embeddings, identifiers, GenSAR training, evaluation."""
     from gensar.pipeline import run_pipeline
 
-    run_pipeline(_run_config(config, set_, dataset, run))
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        run_pipeline(settings)
 
 
 @app.command()
@@ -167,22 +226,29 @@ def evaluate(
     baselines: Annotated[
         bool, typer.Option(help="Also evaluate SASRec, BM25 and dense retrieval.")
     ] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Evaluate RUN/model (and the baselines) on the shared test candidate lists -> RUN/results."""
     from gensar.pipeline import evaluate_run
 
-    evaluate_run(_run_config(config, set_, dataset, run), baselines=baselines)
+    with _stage(config, set_, dataset, run, overwrite) as settings:
+        evaluate_run(settings, baselines=baselines)
 
 
 @app.command()
 def benchmark(
     config: Annotated[Path, typer.Argument(help="Benchmark YAML (see benchmarks/*.yaml).")],
     set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train and evaluate every model a benchmark YAML lists; write results.md/json and tradeoff.png."""
     from gensar.benchmark import load_benchmark, run_benchmark
+    from gensar.io import allow_overwrite, check_output_dir
 
-    run_benchmark(load_benchmark(config, set_))
+    bench = load_benchmark(config, set_)
+    check_output_dir(bench.out, "benchmark", overwrite=overwrite)
+    with allow_overwrite(overwrite):
+        run_benchmark(bench)
 
 
 @app.command()
@@ -197,12 +263,13 @@ def predict(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="JSON lines with the answers, same order.")
     ],
-    batch_size: Annotated[int, typer.Option(help="Requests answered together.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests answered together.")] = 32,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Answer a batch file of requests: task = recommend | search | suggest_queries."""
     from gensar.predict import predict_file
 
-    n = predict_file(model_dir, input, output, batch_size=batch_size)
+    n = predict_file(model_dir, input, output, batch_size=batch_size, overwrite=overwrite)
     typer.echo(f"wrote {n} answers to {output}")
 
 
@@ -238,20 +305,36 @@ def quickstart(
     out: Annotated[
         Path, typer.Option(help="Where the quickstart writes its dataset and run.")
     ] = Path("runs/quickstart"),
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the whole pipeline on MovieLens-100K (downloaded once and cached)."""
+    from gensar.io import allow_overwrite, check_output_dir
     from gensar.quickstart import run_quickstart
 
-    run_quickstart(out)
+    check_output_dir(out, "quickstart", overwrite=overwrite)
+    with allow_overwrite(overwrite):
+        run_quickstart(out)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line and exit code 2.
+
+    A refusal of the operating system to read or write a path the user gave
+    (permission, read-only file system, a file where a folder should be, a full
+    disk) is a user error too: one line naming the path, never a traceback.
+    """
     try:
-        app()
+        app(args=argv, prog_name="gensar")
     except GensarError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         sys.exit(err.exit_code)
+    except OSError as err:
+        if err.errno not in USER_OS_ERRORS:
+            raise
+        from gensar.io import os_error
+
+        typer.secho(f"error: {os_error(err)}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -8,21 +8,113 @@ file and the field.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from gensar.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Largest YAML document accepted, counted with every alias expanded (a config has
+#: a few hundred nodes; "billion laughs" documents expand to billions).
+MAX_YAML_NODES = 100_000
+
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently ignored."""
+    """Base of every config section: unknown keys are errors, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    Numbers are checked as :mod:`gensar.values` checks every outside value: a
+    float setting must be finite (``inf``/``NaN`` refused) and an integer setting
+    must be an integer (``true`` is not 1).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and not _admits_bool(field.annotation):
+                raise ValueError(f"a boolean is not accepted here (got {value!r})")
+        return value
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type takes ``True``/``False`` as they are (bool, Any, Literal[True]...)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return any(isinstance(arg, bool) for arg in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_bool(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _admits_bool(typing.get_args(annotation)[0])
+    return annotation is object
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses documents whose aliases expand beyond MAX_YAML_NODES.
+
+    PyYAML builds aliases as shared objects, so loading a "billion laughs" document
+    is quick, but everything that walks the result (copying overrides, validation,
+    dumping) would visit every expanded node. The size is counted on the node graph
+    with memoisation, so the check itself is linear in the document.
+    """
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _YamlTooLarge("a recursive alias (a node that contains itself)")
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, active) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(
+            _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active)
+            for k, v in node.value
+        )
+    active.discard(key)
+    if size > MAX_YAML_NODES:
+        raise _YamlTooLarge(
+            f"aliases expand it to more than {MAX_YAML_NODES:,} values (an alias bomb?)"
+        )
+    sizes[key] = size
+    return size
+
+
+class _YamlTooLarge(Exception):
+    pass
+
+
+def safe_load_yaml(text: str, where: str | Path = "YAML") -> Any:
+    """``yaml.safe_load`` with a bound on the alias-expanded size; errors are ConfigErrors."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _YamlTooLarge as err:
+        raise ConfigError(
+            f"YAML document refused: {err}",
+            where=where,
+            fix="write the settings out without nested aliases",
+        ) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -37,7 +129,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not path:
         raise ConfigError(f"override {text!r} has an empty key", fix="write key.sub=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load_yaml(raw, where=f"--set {key.strip()}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return path, value
@@ -73,7 +165,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("config file not found", where=path, fix="check the path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not valid UTF-8 (byte 0x{err.object[err.start]:02x})",
+            where=f"{path}:{line}",
+            fix="save the file as UTF-8",
+        ) from None
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read the file ({err.strerror})", where=path, fix="check the path"
+        ) from None
+    try:
+        data = safe_load_yaml(text, where=path)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from gensar.errors import DataError
+from gensar.values import ValueProblem, check_json_text
 
 TASKS = ("recommend", "search", "suggest_queries")
 
@@ -43,12 +44,25 @@ def read_requests(path: Path) -> list[dict]:
                     where=f"{path}:{n}",
                     fix='e.g. {"task": "recommend", "history": []}',
                 )
-            if not isinstance(request.get("history", []), list):
+            history = request.get("history", [])
+            if not isinstance(history, list):
                 raise DataError(
                     "'history' must be a list",
                     where=f"{path}:{n}",
                     fix="see the README's history format",
                 )
+            for m, entry in enumerate(history):
+                if not isinstance(entry, dict):
+                    raise DataError(
+                        f"history[{m}] must be an object like "
+                        f'{{"behaviour": "rec_item", "item_id": "..."}}, got {type(entry).__name__}',
+                        where=f"{path}:{n}",
+                        fix="write each behaviour as an object (see the README's history format)",
+                    )
+            try:
+                check_json_text(request)
+            except ValueProblem as err:
+                raise DataError(str(err), where=f"{path}:{n}", fix=err.fix) from None
             if request["task"] == "search" and not str(request.get("query", "")).strip():
                 raise DataError(
                     "a search request needs a non-empty 'query'",
@@ -56,7 +70,7 @@ def read_requests(path: Path) -> list[dict]:
                     fix='add "query": "..."',
                 )
             k = request.get("k", 10)
-            if not isinstance(k, int) or not 1 <= k <= 1000:
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
                 raise DataError(
                     "'k' must be an integer from 1 to 1000",
                     where=f"{path}:{n}",
@@ -67,13 +81,46 @@ def read_requests(path: Path) -> list[dict]:
     return requests
 
 
-def predict_file(
-    model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, batch_size: int = 32
-) -> int:
-    from gensar.api import GenSAR
-    from gensar.io import atomic_write_bytes
+def is_answer_file(path: Path) -> bool:
+    """Whether ``path`` is an earlier output of ``gensar predict`` (or empty): safe to replace."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not first.strip():
+        return path.stat().st_size == 0
+    try:
+        answer = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(answer, dict) and {"task", "results"} <= set(answer)
 
-    requests = read_requests(Path(input_path))
+
+def predict_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    batch_size: int = 32,
+    overwrite: bool = False,
+) -> int:
+    """Answer every request of ``input_path`` into ``output_path`` (written atomically).
+
+    An existing output is replaced only if it is an earlier answer file or ``overwrite``.
+    """
+    from gensar.api import GenSAR
+    from gensar.io import atomic_write_bytes, check_output_file
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.exists() and input_path.exists() and output_path.samefile(input_path):
+        raise DataError(
+            "the output file is the input file",
+            where=output_path,
+            fix="write the answers elsewhere",
+        )
+    check_output_file(output_path, overwrite=overwrite, own=is_answer_file)
+    requests = read_requests(input_path)
     model = GenSAR.load(model_dir)
     answers: list[dict | None] = [None] * len(requests)
     for task in TASKS:

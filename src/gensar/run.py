@@ -22,6 +22,7 @@ from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.semantic import SemanticConfig
 from gensar.evaluation.candidates import CandidateConfig
 from gensar.ids.config import IndexConfig
+from gensar.io import check_output_dir, os_error, remove_stale_temporaries
 from gensar.model.backbone import ModelConfig
 from gensar.model.stage import GenSARConfig
 from gensar.model.train import TrainConfig
@@ -83,8 +84,32 @@ def load_run_config(
     return validate(RunConfig, data, source=path or "--set")
 
 
-def save_run_config(config: RunConfig) -> None:
-    """Record the resolved settings (all defaults spelled out) in ``run_dir/config.yaml``."""
-    if config.run_dir is not None:
-        Path(config.run_dir).mkdir(parents=True, exist_ok=True)
-        dump_yaml(config, Path(config.run_dir) / "config.yaml")
+def save_run_config(config: RunConfig, *, overwrite: bool = False) -> None:
+    """Record the resolved settings (all defaults spelled out) in ``run_dir/config.yaml``.
+
+    The run directory must be new, empty or an earlier run (its ``stages.json`` or
+    ``config.yaml``): a stage never writes into a folder of other things unless
+    ``overwrite``. Leftovers of a killed earlier stage are removed here.
+    """
+    if config.run_dir is None:
+        return
+    run_dir = Path(config.run_dir)
+    check_output_dir(run_dir, "run", overwrite=overwrite)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise os_error(err) from None
+    remove_run_leftovers(run_dir)
+    dump_yaml(config, run_dir / "config.yaml")
+
+
+def remove_run_leftovers(run_dir: Path) -> list[Path]:
+    """Temporary folders and files of killed stages anywhere in the run's own folders."""
+    removed = []
+    for folder in (run_dir, *RUN_FOLDERS):
+        removed += remove_stale_temporaries(run_dir / folder)
+    return removed
+
+
+#: The folders of a run where stages build outputs under temporary names.
+RUN_FOLDERS = ("embeddings", "training", "training/checkpoints", "candidates", "results")

@@ -16,7 +16,14 @@ from gensar.data.raw import validate_raw
 from gensar.data.samples import SampleOptions, build_samples
 from gensar.data.sources import registry
 from gensar.errors import DataError
-from gensar.io import atomic_output_dir, sha256_files, write_json, write_parquet
+from gensar.io import (
+    allow_overwrite,
+    atomic_output_dir,
+    check_output_dir,
+    sha256_files,
+    write_json,
+    write_parquet,
+)
 
 
 class PrepareConfig(Section):
@@ -36,12 +43,15 @@ def prepare_dataset(
     config: PrepareConfig | None = None,
     *,
     log=print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load ``path`` with the ``source`` loader, validate, build samples, write ``out``.
 
     Nothing is written unless every step succeeds: the directory is built under a
-    temporary name and renamed into place. Returns the manifest.
+    temporary name and renamed into place. An existing ``out`` is replaced only if
+    it is an earlier dataset (its ``manifest.json``) or ``overwrite``. Returns the manifest.
     """
+    check_output_dir(out, "dataset", overwrite=overwrite)
     config = config or PrepareConfig()
     loader = registry.get_loader(source)
     options = validate(loader.options, config.source_options, source="prepare.source_options")
@@ -79,7 +89,7 @@ def prepare_dataset(
         "content_hash": None,
     }
     out = Path(out)
-    with atomic_output_dir(out) as tmp:
+    with allow_overwrite(overwrite), atomic_output_dir(out, kind="dataset") as tmp:
         write_parquet(raw.items.drop("line", strict=False), tmp / "items.parquet")
         write_parquet(raw.queries.drop("line", strict=False), tmp / "queries.parquet")
         write_parquet(events, tmp / "events.parquet")

@@ -212,10 +212,13 @@ def _write_cache(key: str, matrix: np.ndarray) -> None:
 
     from safetensors.numpy import save_file
 
+    from gensar.io import remove_stale_temporaries, temp_prefix
+
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=folder)
+        remove_stale_temporaries(folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(folder / key), dir=folder)
         os.close(fd)
         save_file({"embedding": matrix}, tmp)
         os.replace(tmp, folder / f"{key}.safetensors")

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from gensar.errors import DataError
+from gensar.io import temp_prefix
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ItemEmbeddings:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {"item_ids": json.dumps(self.item_ids), "meta": json.dumps(self.meta)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
         os.close(fd)
         try:
             save_file(

@@ -24,6 +24,7 @@ from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
 from gensar.io import atomic_output_dir, write_json, write_parquet
 from gensar.model.backbone import ModelConfig, build_model, init_identifier_embeddings, minilm_path
+from gensar.model.directory import weight_checksums
 from gensar.model.train import TrainConfig, TrainResult, train
 from gensar.tasks.builder import TaskBuilder, to_entries
 from gensar.tasks.config import TaskConfig
@@ -332,6 +333,7 @@ def write_model_dir(
             tmp / "gensar.json",
             {
                 "gensar_version": __version__,
+                "checksums": weight_checksums(tmp),  # verified by every load
                 "name": config.name,
                 "tasks": config.tasks.model_dump(mode="json"),
                 "model": config.model.model_dump(mode="json"),

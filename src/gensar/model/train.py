@@ -13,6 +13,8 @@ Multi-GPU: ``accelerate launch -m gensar.cli train ...`` shards each epoch's bat
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import random
 import time
@@ -26,6 +28,8 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from gensar.config import Section
+from gensar.errors import GensarError
+from gensar.io import atomic_write_bytes, remove_stale_temporaries
 from gensar.model.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from gensar.tasks.builder import Example
 from gensar.utils import MetricsLog
@@ -202,11 +206,15 @@ def train(
         "train_seconds": 0.0,
     }
     checkpoints = work_dir / "checkpoints"
+    remove_stale_temporaries(work_dir)  # what a killed run left half-written
+    remove_stale_temporaries(checkpoints)
     if resume and list_checkpoints(checkpoints):
         latest = list_checkpoints(checkpoints)[-1]
         state = load_checkpoint(
             latest, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler
         )
+        if accelerator.is_main_process:
+            drop_logged_after(log, state)
         accelerator.print(
             f"resumed from {latest.name} (epoch {state['epoch']}, step {state['step']})"
         )
@@ -217,6 +225,8 @@ def train(
             shutil.rmtree(old)
 
     def checkpoint() -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise NonFiniteLoss(float("nan"), state["step"], checkpoints, what="weights")
         if accelerator.is_main_process:
             save_checkpoint(
                 checkpoints,
@@ -269,6 +279,9 @@ def train(
                 context = accelerator.no_sync(model) if not last else _null()
                 with context, accelerator.autocast():
                     loss = model(**batch).loss / len(group)
+                if not torch.isfinite(loss.detach()).all():
+                    bar.close()
+                    raise NonFiniteLoss(float(loss.detach()), state["step"] + 1, checkpoints)
                 accelerator.backward(loss)
                 running_loss += loss.item() * len(group)
                 running_n += 1
@@ -337,6 +350,46 @@ def train(
         accelerator.wait_for_everyone()
     bar.close()
     return _result(state, rate(), started, stopped=False)
+
+
+class NonFiniteLoss(GensarError):
+    """Training diverged: the loss is inf or NaN. Nothing after it is saved."""
+
+    def __init__(self, value: float, step: int, checkpoints: Path, what: str = "loss"):
+        kept = list_checkpoints(checkpoints)
+        where = (
+            f"the last good checkpoint {kept[-1]} is kept" if kept else "no checkpoint was written"
+        )
+        became = (
+            f"training loss became {value}" if what == "loss" else "model weights became inf/NaN"
+        )
+        super().__init__(
+            f"the {became} at step {step}; stopped without saving it ({where})",
+            fix="lower train.lr (or raise train.warmup_ratio / lower train.max_grad_norm) and train again",
+        )
+
+
+def drop_logged_after(log: MetricsLog, state: dict[str, Any]) -> int:
+    """Forget the metrics a killed run logged after the checkpoint it resumes from.
+
+    The resumed run recomputes them (same steps, same validation), so keeping them
+    would log every such step and validation twice. Returns how many were dropped.
+    """
+    records = []
+    lines = log.path.read_text(encoding="utf-8").splitlines() if log.path.exists() else []
+    for line in lines:
+        with contextlib.suppress(json.JSONDecodeError):  # a line torn by the kill is dropped
+            records.append(json.loads(line))
+    kept = [
+        r
+        for r in records
+        if (r.get("kind") == "valid" and r.get("epoch", 0) <= state["epoch"])
+        or (r.get("kind") != "valid" and r.get("step", 0) <= state["step"])
+    ]
+    if len(kept) != len([line for line in lines if line.strip()]):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write_bytes(log.path, text.encode("utf-8"))
+    return len(records) - len(kept)
 
 
 def _result(

@@ -117,12 +117,7 @@ def serve(
     config = config or ServeConfig()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s: %(message)s")
-    if not config.is_local() and not config.api_key:
-        log.warning(
-            "serving on %s without an API key: anyone who can reach it can read and write "
-            "histories (set serve.api_key)",
-            config.host,
-        )
+    refuse_open_binding(config)
     app = create_app(model_dir, dataset_dir, config)
     uvicorn.run(
         app,
@@ -132,6 +127,17 @@ def serve(
         access_log=config.log_level == "debug",
         timeout_graceful_shutdown=5,
     )
+
+
+def refuse_open_binding(config: ServeConfig) -> None:
+    """Binding beyond the loopback interface without an API key would hand every user's
+    history to anyone who can reach the machine: refused, not warned about."""
+    if not config.is_local() and not config.api_key:
+        raise GensarError(
+            f"refusing to serve on {config.host} without an API key: anyone who can reach "
+            "it could read and write every user's history",
+            fix="set serve.api_key (e.g. --set api_key=$(openssl rand -hex 16)) or bind to 127.0.0.1",
+        )
 
 
 # -- pieces of create_app ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -80,7 +81,13 @@ class ServeConfig(Section):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     def is_local(self) -> bool:
-        return self.host in LOCAL_HOSTS
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
+        if self.host in LOCAL_HOSTS:
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
 
 def load_serve_config(
@@ -89,4 +96,6 @@ def load_serve_config(
     """The ``serve:`` section of a YAML file (or the whole file), with ``key=value`` overrides."""
     data = read_yaml(path) if path else {}
     data = data.get("serve", data)
+    # `--set store=...` and `--set serve.store=...` (the key as written in a run YAML) alike
+    overrides = [o.removeprefix("serve.") for o in overrides or []]
     return validate(ServeConfig, apply_overrides(data, overrides), source=path or "--set")

@@ -7,19 +7,31 @@ here check shape and types.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gensar.data import schema
+from gensar.values import INT64_MAX, INT64_MIN, check_json_text
 
 BehaviourName = Literal["rec_item", "search_query", "search_item"]
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors: a typo (``"user"`` for ``"user_id"``) is never silently ignored."""
+    """Unknown fields are errors: a typo (``"user"`` for ``"user_id"``) is never silently ignored.
+
+    Text goes through the shared check of :mod:`gensar.values`: JSON can escape a
+    lone surrogate (``"\\ud800"``), which no database or response can hold (a 422
+    here instead of a 500 later).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        check_json_text(data)
+        return data
 
 
 class HistoryEntryIn(Strict):
@@ -47,7 +59,13 @@ class HistoryEntryIn(Strict):
 class EventIn(HistoryEntryIn):
     """A behaviour to append; ``time`` is informational (the server's clock by default)."""
 
-    time: int | None = Field(None, description="Client time stamp (integer), optional.")
+    time: int | None = Field(
+        None,
+        ge=INT64_MIN,
+        le=INT64_MAX,
+        strict=True,
+        description="Client time stamp (a 64-bit integer), optional.",
+    )
 
 
 class UserOrHistory(Strict):
@@ -66,16 +84,16 @@ class UserOrHistory(Strict):
 
 
 class RecommendRequest(UserOrHistory):
-    k: int = Field(10, ge=1, description="How many items.")
+    k: int = Field(10, ge=1, strict=True, description="How many items.")
 
 
 class SearchRequest(UserOrHistory):
     query: str = Field(description="What the user typed.")
-    k: int = Field(10, ge=1, description="How many items.")
+    k: int = Field(10, ge=1, strict=True, description="How many items.")
 
 
 class SuggestRequest(UserOrHistory):
-    k: int = Field(5, ge=1, description="How many queries.")
+    k: int = Field(5, ge=1, strict=True, description="How many queries.")
 
 
 class EventsRequest(Strict):

@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_STORE_COLUMNS = {"seq", "user_id", "behaviour", "item_id", "query", "time", "origin"}
+
 #: Most behaviours read back when building one window (bounds a pathological log).
 SCAN_LIMIT = 2_000
 READ_CHUNK = 64
@@ -108,11 +110,44 @@ class HistoryStore:
 
     def __init__(self, path: str | Path, *, synchronous: str = "full"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode (isolation_level=None): transactions are explicit BEGIN/COMMIT.
-        self.conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
+        if self.path.is_dir():
+            raise GensarError(
+                "the history store is a directory, not a SQLite file",
+                where=self.path,
+                fix="set serve.store to a file path (e.g. runs/x/serving/history.sqlite3)",
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode (isolation_level=None): transactions are explicit BEGIN/COMMIT.
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except (OSError, sqlite3.Error) as err:
+            raise GensarError(
+                f"cannot open the history store ({err})",
+                where=self.path,
+                fix="set serve.store to a writable file path",
+            ) from None
+        try:  # read-only look first: a database of something else must not be altered
+            tables = {
+                row[0]: {c[1] for c in self.conn.execute(f"PRAGMA table_info('{row[0]}')")}
+                for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.Error as err:
+            self.conn.close()
+            raise GensarError(
+                f"not a gensar history store ({err})",
+                where=self.path,
+                fix="point serve.store at the service's own SQLite file, or at a new path",
+            ) from None
+        if tables and not tables.get("events", set()) >= _STORE_COLUMNS:
+            self.conn.close()
+            raise GensarError(
+                "a SQLite database, but not a gensar history store (no gensar 'events' table); "
+                "left untouched",
+                where=self.path,
+                fix="point serve.store at the service's own SQLite file, or at a new path",
+            )
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.conn.execute("PRAGMA busy_timeout=30000")

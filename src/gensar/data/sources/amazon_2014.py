@@ -60,6 +60,7 @@ from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
 from gensar.data.sources.common import (
+    checked_time,
     purchases_to_events,
     query_table,
     read_json_records,
@@ -69,6 +70,7 @@ from gensar.data.sources.common import (
 from gensar.data.text import clean_text, item_text, query_from_categories
 from gensar.errors import ConfigError, DataError
 from gensar.io import sha256_file
+from gensar.values import ValueProblem, check_json_text, may_hold_surrogate
 
 _REVIEWS = re.compile(r"^reviews_(.+)_5\.json(\.gz)?$")
 #: The asin at the start of a metadata line, so lines of unreviewed items are skipped
@@ -230,7 +232,7 @@ def _read_reviews(path: Path) -> pl.DataFrame:
                 )
         users.append(record["reviewerID"])
         asins.append(record["asin"])
-        times.append(record["unixReviewTime"])
+        times.append(checked_time(record["unixReviewTime"], f"{path}:{line_no}", "unixReviewTime"))
         lines.append(line_no)
     if not users:
         raise DataError("no reviews", where=path, fix="check that the file is the right one")
@@ -264,7 +266,21 @@ def _read_meta(path: Path, wanted: set[str]) -> dict[str, tuple[dict[str, Any], 
 
 
 def _parse_literal(line: str, path: Path, line_no: int) -> dict[str, Any]:
-    """One metadata line: a Python dict literal (never ``eval``), or a JSON object."""
+    """One metadata line: a Python dict literal (never ``eval``), or a JSON object.
+
+    Both can escape a lone surrogate (``'\\ud800'``), which no Parquet file can
+    hold: refused here with the line, like every loader (gensar.values).
+    """
+    record = _parse_literal_unchecked(line, path, line_no)
+    if may_hold_surrogate(line):
+        try:
+            check_json_text(record)
+        except ValueProblem as err:
+            raise DataError(str(err), where=f"{path}:{line_no}", fix=err.fix) from None
+    return record
+
+
+def _parse_literal_unchecked(line: str, path: Path, line_no: int) -> dict[str, Any]:
     short = _RELATED.sub("", line, count=1)
     if short != line:
         with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):

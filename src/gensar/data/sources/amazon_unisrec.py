@@ -130,7 +130,11 @@ def _find_prefix(path: Path) -> str:
 
 
 def _read_item_index(path: Path) -> dict[str, str]:
+    """index -> asin. The mapping must be one-to-one: a repeated index would silently
+    hand one item's purchases to another, a repeated asin would split one item in two."""
     index_to_asin: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    asin_line: dict[str, int] = {}
     for line_no, line in read_lines(path):
         if not line.strip():
             continue
@@ -141,8 +145,29 @@ def _read_item_index(path: Path) -> dict[str, str]:
                 where=f"{path}:{line_no}",
                 fix="use the UniSRec .item2index file",
             )
-        asin, index = parts
-        index_to_asin[index.strip()] = asin.strip()
+        asin, index = (part.strip() for part in parts)
+        if not asin or not index:
+            raise DataError(
+                "empty asin or index",
+                where=f"{path}:{line_no}",
+                fix="use the UniSRec .item2index file",
+            )
+        if index in first_line:
+            raise DataError(
+                f"duplicate index {index!r} (also on line {first_line[index]}, for item "
+                f"{index_to_asin[index]!r})",
+                where=f"{path}:{line_no}",
+                fix="give every item its own index (use the unmodified .item2index file)",
+            )
+        if asin in asin_line:
+            raise DataError(
+                f"duplicate item {asin!r} (also on line {asin_line[asin]})",
+                where=f"{path}:{line_no}",
+                fix="list every item once (use the unmodified .item2index file)",
+            )
+        index_to_asin[index] = asin
+        first_line[index] = line_no
+        asin_line[asin] = line_no
     return index_to_asin
 
 

@@ -15,6 +15,7 @@ import polars as pl
 
 from gensar.data import schema
 from gensar.errors import DataError
+from gensar.values import ValueProblem, check_json_text, check_time, may_hold_surrogate, parse_time
 
 
 def require_file(path: Path, what: str, fix: str | None = None) -> Path:
@@ -29,9 +30,12 @@ def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
     """Yield (1-based line number, line without newline) of a plain or gzip text file.
 
     A corrupt or truncated gzip, or undecodable bytes, become one DataError that
-    names the file and line.
+    names the file and line. A UTF-8 byte-order mark (Windows editors write one)
+    is not part of the first line: left in, it would become part of an id.
     """
     line_no = 0
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"
     try:
         raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
         with raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as handle:
@@ -68,7 +72,32 @@ def read_json_records(
             ) from None
         if not isinstance(record, dict):
             raise DataError("a line must be a JSON object", where=f"{path}:{line_no}", fix=fix)
+        if may_hold_surrogate(line):
+            try:
+                check_json_text(record)
+            except ValueProblem as err:
+                raise DataError(str(err), where=f"{path}:{line_no}", fix=err.fix) from None
         yield line_no, record
+
+
+def checked_time(value: object, where: str, name: str = "time") -> int:
+    """A timestamp from a raw file through the shared check (64-bit, finite), or a DataError."""
+    try:
+        return parse_time(value, name) if isinstance(value, str) else check_time(value, name)
+    except ValueProblem as err:
+        raise DataError(str(err), where=where, fix=err.fix) from None
+
+
+def check_time_column(frame: pl.DataFrame, column: str, path: Path) -> None:
+    """A float time column (CSV) must be finite and fit 64 bits: the first bad row is named."""
+    values = pl.col(column)
+    bad = frame.filter(values.is_nan() | values.is_infinite() | (values.abs() >= 2.0**63))
+    if bad.height:
+        value = bad[column][0]
+        try:
+            check_time(value, f"'{column}'")
+        except ValueProblem as err:
+            raise DataError(str(err), where=f"{path}:{bad['line'][0]}", fix=err.fix) from None
 
 
 def query_table(texts: list[str]) -> tuple[pl.DataFrame, dict[str, str]]:

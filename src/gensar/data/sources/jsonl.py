@@ -32,6 +32,7 @@ from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
 from gensar.data.sources.common import (
+    checked_time,
     purchases_to_events,
     query_table,
     read_json_records,
@@ -86,7 +87,10 @@ def load(path: Path, options: Options) -> RawData:
     search_lines = []
     for line_no, record in _records(events_path):
         user = _field(record, "user_id", (str, int), events_path, line_no, required=True)
-        time = _field(record, "time", int, events_path, line_no, required=True)
+        time = checked_time(
+            _field(record, "time", int, events_path, line_no, required=True),
+            f"{events_path}:{line_no}",
+        )
         behaviour = record.get("behaviour")
         is_search = behaviour == "search" or (behaviour is None and "query" in record)
         if behaviour not in (None, "search", schema.REC_ITEM):

@@ -46,6 +46,7 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
+from gensar.data.sources.common import check_time_column
 from gensar.errors import DataError
 from gensar.io import sha256_file
 
@@ -186,6 +187,7 @@ def _rec_events(path: Path, options: Options) -> tuple[pl.DataFrame, dict[str, i
     )
     kept = rec.filter(pl.col("click") == 1) if options.rec_positive == "click" else rec
     _require(kept, path, ["user_id", "item_id", "timestamp"])
+    check_time_column(kept, "timestamp", path)
     events = kept.select(
         pl.col("user_id"),
         pl.col("timestamp").round().cast(pl.Int64).alias("time"),
@@ -212,6 +214,7 @@ def _search_events(path: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, in
         },
     )
     _require(src, path, ["user_id", "search_session_id", "search_session_timestamp"])
+    check_time_column(src, "search_session_timestamp", path)
     src = src.with_columns(pl.col("search_session_timestamp").round().cast(pl.Int64).alias("time"))
     sessions = (
         src.group_by("user_id", "search_session_id", maintain_order=True)

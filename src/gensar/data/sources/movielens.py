@@ -31,6 +31,7 @@ are not genres.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,12 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.data import schema
 from gensar.data.raw import RawData
-from gensar.data.sources.common import purchases_to_events, query_table, read_lines
+from gensar.data.sources.common import (
+    checked_time,
+    purchases_to_events,
+    query_table,
+    read_lines,
+)
 from gensar.data.text import item_text, query_from_categories
 from gensar.errors import DataError
 from gensar.io import sha256_file
@@ -301,8 +307,8 @@ def _read_ratings(path: Path, separator: str, min_rating: float) -> pl.DataFrame
             if len(fields) != 4:
                 raise ValueError
             user, item = fields[0].strip(), fields[1].strip()
-            rating, time = float(fields[2]), int(fields[3])
-            if not user or not item:
+            rating, time_text = float(fields[2]), fields[3]
+            if not user or not item or not math.isfinite(rating):
                 raise ValueError
         except ValueError:
             shown = separator.replace("\t", "<TAB>")
@@ -311,6 +317,7 @@ def _read_ratings(path: Path, separator: str, min_rating: float) -> pl.DataFrame
                 where=f"{path}:{line_no}",
                 fix=f"use the original {path.name}",
             ) from None
+        time = checked_time(time_text, f"{path}:{line_no}", "timestamp")
         if rating >= min_rating:
             users.append(user)
             times.append(time)
@@ -390,9 +397,9 @@ def _read_atomic_ratings(path: Path, min_rating: float) -> pl.DataFrame:
         fields = line.split("\t")
         try:
             user, item = fields[columns["user"]].strip(), fields[columns["item"]].strip()
-            time = int(float(fields[columns["time"]]))
+            time_text = fields[columns["time"]]
             rating = float(fields[columns["rating"]]) if "rating" in columns else min_rating
-            if not user or not item:
+            if not user or not item or not math.isfinite(rating):
                 raise ValueError
         except (ValueError, IndexError):
             raise DataError(
@@ -400,6 +407,7 @@ def _read_atomic_ratings(path: Path, min_rating: float) -> pl.DataFrame:
                 where=f"{path}:{line_no}",
                 fix="give every row a value for every header column",
             ) from None
+        time = checked_time(time_text, f"{path}:{line_no}", "timestamp")
         if rating >= min_rating:
             users.append(user)
             times.append(time)
