@@ -9,15 +9,29 @@ from pydantic import Field, model_validator
 from gensar.config import Section
 
 Variant = Literal["joint", "semantic", "collaborative"]
+Method = Literal["rqkmeans", "rqvae"]
 
 
 class IndexConfig(Section):
-    """The joint RQ-VAE, its training, and the assignment of unique identifiers.
+    """How identifiers are learned (residual k-means or the joint RQ-VAE), and made unique.
 
     Defaults are the authors' settings (SPEC 4) except where a field's
-    description names a departure made to fit a 2-core CPU.
+    description names a departure (the method itself, the checkpoint rule and
+    the epoch count; see the README's identifier section for the measurements).
     """
 
+    method: Method = Field(
+        "rqkmeans",
+        description=(
+            "'rqkmeans': residual k-means on the (standardised, weighted) embeddings, no "
+            "gradient training (GRID / MiniOneRec); in the joint variant the L_m shared levels "
+            "cluster the concatenation [v_s; v_c] and the L_n specific levels each side's own "
+            "residual, the shared-prefix structure of Eq. 2-10 without the encoders. 'rqvae': "
+            "the authors' joint RQ-VAE. Departure: on amazon-scientific residual k-means "
+            "identifiers explain more variance, agree more with queries and train a better "
+            "GenSAR at equal budget (benchmarks/results/index_methods.md)."
+        ),
+    )
     variant: Variant = Field(
         "joint",
         description=(
@@ -51,7 +65,29 @@ class IndexConfig(Section):
             "are unit-norm, SASRec's are not)."
         ),
     )
-    # --- training ---
+    # --- residual k-means (method = rqkmeans) ---
+    semantic_weight: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "rqkmeans, joint: the semantic side's share of the shared levels' input variance. "
+            "Each side is centred and scaled to unit total variance, then multiplied by "
+            "sqrt(weight) (semantic) or sqrt(1 - weight) (collaborative) before concatenation."
+        ),
+    )
+    rqkmeans_iters: int = Field(
+        40, ge=1, le=1000, description="rqkmeans: Lloyd iterations per level (after k-means++)."
+    )
+    balanced: bool = Field(
+        False,
+        description=(
+            "rqkmeans: balanced k-means, every cluster holds at most ceil(N / K) items "
+            "(greedy capacity-constrained assignment in each Lloyd step). Spreads items evenly, "
+            "which lowers collisions, at some cost in reconstruction."
+        ),
+    )
+    # --- training (method = rqvae) ---
     epochs: int = Field(
         150,
         ge=1,
@@ -89,13 +125,23 @@ class IndexConfig(Section):
     check_every: int = Field(
         10, ge=1, le=100000, description="Epochs between collision checks (checkpoint choice)."
     )
-    checkpoint: Literal["collisions", "last"] = Field(
-        "collisions",
+    checkpoint: Literal["converged", "collisions", "last"] = Field(
+        "converged",
         description=(
-            "Which weights to keep: 'collisions', the check with the lowest mean of the semantic "
-            "and collaborative argmax collision rates (the authors' rule; ties: lower "
-            "reconstruction loss), or 'last', the end of training."
+            "Which weights to keep. 'converged' (departure): among the checks whose "
+            "reconstruction loss is within recon_tolerance of the best one seen, the one with "
+            "the fewest collisions, so an untrained early epoch can never be kept. "
+            "'collisions': the check with the lowest mean of the semantic and collaborative "
+            "argmax collision rates (the authors' rule; ties: lower reconstruction loss); on "
+            "amazon-scientific it kept epoch 20 of 150, which left 80% of the semantic variance "
+            "unexplained. 'last': the end of training."
         ),
+    )
+    recon_tolerance: float = Field(
+        0.05,
+        ge=0.0,
+        le=10.0,
+        description="checkpoint = converged: relative slack over the best reconstruction loss.",
     )
     # --- assignment ---
     sinkhorn_epsilon: float = Field(0.003, gt=0.0, le=10.0, description="Sinkhorn temperature.")
