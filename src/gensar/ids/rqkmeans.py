@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gensar.errors import DataError
 from gensar.ids.config import IndexConfig
 from gensar.ids.quantize import ResidualQuantizer, kmeans, squared_distances
 from gensar.ids.rqvae import COLLABORATIVE, KIND_PREFIX, SEMANTIC, SHARED, Encoded, LevelSpec
@@ -265,3 +267,24 @@ def save_rqkmeans(model: ResidualKMeans, path: str | Path) -> None:
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
+
+
+def load_index_model(path: str | Path) -> nn.Module:
+    """The model written beside the identifiers, whichever method built it."""
+    from gensar.ids.rqvae import load_rqvae
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            "identifier codebooks not found", where=path, fix="run `gensar index` first"
+        )
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("method") != ResidualKMeans.method:
+        return load_rqvae(path)
+    config = IndexConfig.model_validate_json(metadata["config"])
+    model = ResidualKMeans(
+        config, int(metadata["semantic_dim"]), int(metadata["collaborative_dim"])
+    )
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
