@@ -34,7 +34,9 @@ def test_each_level_reconstructs_better():
     x = _clustered()
     previous = 1.0
     for levels in (1, 2, 3, 4):
-        config = IndexConfig(variant="semantic", levels=levels, codebook_size=16, seed=3)
+        config = IndexConfig(
+            method="rqkmeans", variant="semantic", levels=levels, codebook_size=16, seed=3
+        )
         model = ResidualKMeans(config, semantic_dim=x.shape[1], collaborative_dim=0)
         model.fit({"semantic": x})
         fvu = model.reconstruction({"semantic": x})["semantic"]["fraction_unexplained"]
@@ -177,7 +179,7 @@ def test_modal_share():
 def kmeans_run(catalogue, tmp_path_factory):  # noqa: F811
     run = tmp_path_factory.mktemp("rqkmeans")
     write_embeddings(catalogue, run)
-    config = IndexConfig(codebook_size=16, rqkmeans_iters=10)
+    config = IndexConfig(method="rqkmeans", codebook_size=16, rqkmeans_iters=10)
     return run, build_identifiers(catalogue, run, config, progress=False)
 
 

@@ -13,23 +13,23 @@ Method = Literal["rqkmeans", "rqvae"]
 
 
 class IndexConfig(Section):
-    """How identifiers are learned (residual k-means or the joint RQ-VAE), and made unique.
+    """How identifiers are learned (the joint RQ-VAE or residual k-means), and made unique.
 
     Defaults are the authors' settings (SPEC 4) except where a field's
-    description names a departure (the method itself, the checkpoint rule and
-    the epoch count; see the README's identifier section for the measurements).
+    description names a departure made to fit a 2-core CPU.
     """
 
     method: Method = Field(
-        "rqkmeans",
+        "rqvae",
         description=(
-            "'rqkmeans': residual k-means on the (standardised, weighted) embeddings, no "
-            "gradient training (GRID / MiniOneRec); in the joint variant the L_m shared levels "
-            "cluster the concatenation [v_s; v_c] and the L_n specific levels each side's own "
-            "residual, the shared-prefix structure of Eq. 2-10 without the encoders. 'rqvae': "
-            "the authors' joint RQ-VAE. Departure: on amazon-scientific residual k-means "
-            "identifiers explain more variance, agree more with queries and train a better "
-            "GenSAR at equal budget (benchmarks/results/index_methods.md)."
+            "'rqvae': the authors' joint RQ-VAE (paper 3.2). 'rqkmeans': residual k-means on "
+            "the (standardised, weighted) embeddings, no gradient training (GRID / MiniOneRec); "
+            "in the joint variant the L_m shared levels cluster the concatenation [v_s; v_c] "
+            "and the L_n specific levels each side's own residual, the shared-prefix structure "
+            "of Eq. 2-10 without the encoders. On amazon-scientific rqkmeans codes explain far "
+            "more variance and follow the queries far more closely, but after the same short "
+            "GenSAR training they gave equal search and lower recommendation NDCG@10 than the "
+            "RQ-VAE (benchmarks/results/index_methods.md), so the RQ-VAE stays the default."
         ),
     )
     variant: Variant = Field(
@@ -76,7 +76,7 @@ class IndexConfig(Section):
             "sqrt(weight) (semantic) or sqrt(1 - weight) (collaborative) before concatenation. "
             "0.7: on amazon-scientific the first code then groups each query's items (modal "
             "share 0.65, against 0.55 at 0.5) while the collaborative side still keeps 57% of "
-            "its variance (benchmarks/results/index_methods.md)."
+            "its variance."
         ),
     )
     rqkmeans_iters: int = Field(
@@ -128,16 +128,16 @@ class IndexConfig(Section):
     check_every: int = Field(
         10, ge=1, le=100000, description="Epochs between collision checks (checkpoint choice)."
     )
-    checkpoint: Literal["converged", "collisions", "last"] = Field(
-        "converged",
+    checkpoint: Literal["collisions", "converged", "last"] = Field(
+        "collisions",
         description=(
-            "Which weights to keep. 'converged' (departure): among the checks whose "
+            "Which weights to keep. 'collisions': the check with the lowest mean of the "
+            "semantic and collaborative argmax collision rates (the authors' rule; ties: lower "
+            "reconstruction loss); on amazon-scientific it keeps epoch 20 of 150, which leaves "
+            "80% of the semantic variance unexplained. 'converged': among the checks whose "
             "reconstruction loss is within recon_tolerance of the best one seen, the one with "
-            "the fewest collisions, so an untrained early epoch can never be kept. "
-            "'collisions': the check with the lowest mean of the semantic and collaborative "
-            "argmax collision rates (the authors' rule; ties: lower reconstruction loss); on "
-            "amazon-scientific it kept epoch 20 of 150, which left 80% of the semantic variance "
-            "unexplained. 'last': the end of training."
+            "the fewest collisions, so an untrained early epoch can never be kept (not yet "
+            "measured downstream, hence not the default). 'last': the end of training."
         ),
     )
     recon_tolerance: float = Field(
