@@ -30,6 +30,55 @@ LOG_JSON = RESULTS / "learning_log.json"
 LOG_MD = RESULTS / "learning_log.md"
 
 
+def short_training(
+    run: Path, dataset: Path, name: str, epochs: float, overrides: list[str], note: str = ""
+) -> tuple[dict, Path]:
+    """One short training run from ``run``'s identifiers and candidates; its log row and folder.
+
+    The harness settings every row shares: ``epochs`` of the training samples,
+    validation NDCG@10 on a fixed subset of 1,000 samples per task, every
+    candidate scored exactly. Also used by ``benchmarks/index_methods.py``.
+    """
+    work = Path("runs/learning") / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for part in ("identifiers", "candidates"):
+        shutil.copytree(run / part, work / part)
+    settings = [
+        f"train.epochs={epochs}",
+        "train.eval_samples=1000",
+        "train.log_every=100",
+        "train.eval_ranking=exact",  # every candidate scored: no beam pruning in the comparison
+        *overrides,
+    ]
+    config = load_run_config(None, settings, dataset=dataset, run_dir=work)
+    started = time.perf_counter()
+    summary = train_gensar(
+        dataset,
+        work,
+        config.gensar(),
+        candidates_dir=work,
+        candidates_config=config.candidates,
+        progress=True,
+    )
+    seconds = time.perf_counter() - started
+    last = summary["validation_history"][-1]
+    row = {
+        "name": name,
+        "settings": overrides,
+        "note": note,
+        "epochs": epochs,
+        "examples_per_second": summary["examples_per_second"],
+        "train_minutes": round(summary["train_seconds"] / 60, 1),
+        "total_minutes": round(seconds / 60, 1),
+        "valid_rec_ndcg10": round(last["recommendation/NDCG@10"], 4),
+        "valid_search_ndcg10": round(last["search/NDCG@10"], 4),
+        "valid_score_ndcg5": round(last["score"], 4),
+        "machine": machine(),
+    }
+    return row, work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -42,43 +91,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     args = parser.parse_args()
 
-    work = Path("runs/learning") / args.name
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    for part in ("identifiers", "candidates"):
-        shutil.copytree(args.run / part, work / part)
-    overrides = [
-        f"train.epochs={args.epochs}",
-        "train.eval_samples=1000",
-        "train.log_every=100",
-        "train.eval_ranking=exact",  # every candidate scored: no beam pruning in the comparison
-        *args.overrides,
-    ]
-    config = load_run_config(None, overrides, dataset=args.dataset, run_dir=work)
-    started = time.perf_counter()
-    summary = train_gensar(
-        args.dataset,
-        work,
-        config.gensar(),
-        candidates_dir=work,
-        candidates_config=config.candidates,
-        progress=True,
+    row, _ = short_training(
+        args.run, args.dataset, args.name, args.epochs, args.overrides, args.note
     )
-    seconds = time.perf_counter() - started
-    last = summary["validation_history"][-1]
-    row = {
-        "name": args.name,
-        "settings": args.overrides,
-        "note": args.note,
-        "epochs": args.epochs,
-        "examples_per_second": summary["examples_per_second"],
-        "train_minutes": round(summary["train_seconds"] / 60, 1),
-        "total_minutes": round(seconds / 60, 1),
-        "valid_rec_ndcg10": round(last["recommendation/NDCG@10"], 4),
-        "valid_search_ndcg10": round(last["search/NDCG@10"], 4),
-        "valid_score_ndcg5": round(last["score"], 4),
-        "machine": machine(),
-    }
     log = json.loads(LOG_JSON.read_text()) if LOG_JSON.exists() else []
     log = [r for r in log if r["name"] != args.name] + [row]
     LOG_JSON.write_text(json.dumps(log, indent=2) + "\n")

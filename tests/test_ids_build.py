@@ -19,7 +19,8 @@ from gensar.ids.identifiers import PLOT, REPORT, TABLE, WEIGHTS
 
 from conftest import write_synthetic_jsonl
 
-SMALL = {
+SMALL = {  # the RQ-VAE; residual k-means end to end: tests/test_ids_rqkmeans.py
+    "method": "rqvae",
     "codebook_size": 16,
     "latent_dim": 8,
     "hidden_dims": [64, 32],
@@ -287,7 +288,9 @@ def test_index_command(catalogue, tmp_path):
 
     write_embeddings(catalogue, tmp_path)
     config = tmp_path / "run.yaml"
-    config.write_text("index:\n  codebook_size: 16\n  latent_dim: 8\n  hidden_dims: [32]\n")
+    config.write_text(
+        "index:\n  method: rqvae\n  codebook_size: 16\n  latent_dim: 8\n  hidden_dims: [32]\n"
+    )
     result = CliRunner().invoke(
         app, ["index", str(catalogue), str(tmp_path), "-c", str(config), "--set", "epochs=3", "-q"]
     )

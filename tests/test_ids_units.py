@@ -159,6 +159,7 @@ def _inputs(n: int = 200, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 TINY = {
+    "method": "rqvae",
     "codebook_size": 8,
     "latent_dim": 4,
     "hidden_dims": [16],
@@ -168,7 +169,7 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("rule", ["collisions", "last"])
+@pytest.mark.parametrize("rule", ["collisions", "last", "converged"])
 def test_checkpoint_rule(rule):
     from gensar.ids.train import train_rqvae
 
@@ -177,6 +178,10 @@ def test_checkpoint_rule(rule):
     assert epochs == [2, 4, 6]
     if rule == "last":
         assert result.best_epoch == 6
+    elif rule == "converged":
+        chosen = next(h for h in result.history if h["epoch"] == result.best_epoch)
+        best = min(h["recon_semantic"] + h["recon_collaborative"] for h in result.history)
+        assert chosen["recon_semantic"] + chosen["recon_collaborative"] <= 1.05 * best + 1e-9
     else:
         best = min(h["collision_mean"] for h in result.history)
         chosen = next(h for h in result.history if h["epoch"] == result.best_epoch)

@@ -178,6 +178,24 @@ def index(
     typer.echo(json.dumps(report.get("collision_rate", report.get("collisions", {})), indent=2))
 
 
+@app.command("index-report")
+def index_report(
+    run: Annotated[Path, typer.Argument(help="A run directory (or its identifiers/ folder).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print what the identifiers mean: reconstruction, collisions, usage, agreement with queries."""
+    from gensar.errors import DataError
+    from gensar.ids.identifiers import REPORT, identifiers_dir
+    from gensar.ids.report import format_report
+    from gensar.io import read_json
+
+    path = identifiers_dir(run) / REPORT
+    if not path.is_file():
+        raise DataError(f"no {REPORT}", where=path, fix="build the identifiers with `gensar index`")
+    report = read_json(path)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
 @app.command()
 def train(
     dataset: DatasetArg,

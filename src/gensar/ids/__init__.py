@@ -1,7 +1,9 @@
-"""Item identifiers (paper 3.2): the joint RQ-VAE, collision handling and ``ItemIdentifiers``.
+"""Item identifiers (paper 3.2): residual k-means or the joint RQ-VAE, collision handling,
+diagnostics of what the codes mean, and ``ItemIdentifiers``.
 
 Entry point: :func:`build_identifiers` (``gensar index``); reader:
-:class:`ItemIdentifiers` (``ItemIdentifiers.load(run_dir)``).
+:class:`ItemIdentifiers` (``ItemIdentifiers.load(run_dir)``); report:
+``gensar index-report RUN``.
 """
 
 from gensar.ids.build import build_identifiers

@@ -1,9 +1,11 @@
-"""``build_identifiers``: embeddings -> trained RQ-VAE -> unique identifiers (the `index` stage).
+"""``build_identifiers``: embeddings -> codebooks -> unique identifiers (the `index` stage).
 
 Reads ``run_dir/embeddings/{semantic,collab}.safetensors`` (rows aligned to the
-dataset's item order) and writes ``run_dir/identifiers/`` atomically:
-``rqvae.safetensors``, ``identifiers.parquet``, ``index_report.json`` and
-``codebook_usage.png``.
+dataset's item order), learns the codebooks with residual k-means or the joint
+RQ-VAE (``index.method``), and writes ``run_dir/identifiers/`` atomically:
+``rqvae.safetensors`` (the codebooks, whichever method), ``identifiers.parquet``,
+``index_report.json`` (with the diagnostics of :mod:`gensar.ids.diagnostics`)
+and ``codebook_usage.png``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from gensar.embed.store import ItemEmbeddings
 from gensar.errors import DataError
 from gensar.ids.assign import IdentifierSteps, assign_identifier
 from gensar.ids.config import IndexConfig
+from gensar.ids.diagnostics import identifier_diagnostics
 from gensar.ids.identifiers import PLOT, REPORT, WEIGHTS, ItemIdentifiers
-from gensar.ids.report import plot_usage, usage_by_level
+from gensar.ids.report import plot_report, usage_by_level
+from gensar.ids.rqkmeans import ResidualKMeans, save_rqkmeans
 from gensar.ids.rqvae import COLLABORATIVE, KIND_PREFIX, SEMANTIC, JointRQVAE, save_rqvae
 from gensar.ids.train import train_rqvae
 from gensar.io import atomic_output_dir, sha256_file, write_json
@@ -58,8 +62,11 @@ def load_inputs(
     return inputs, provenance
 
 
+IndexModel = JointRQVAE | ResidualKMeans
+
+
 def assemble(
-    model: JointRQVAE, steps: dict[str, IdentifierSteps], item_ids: list[str]
+    model: IndexModel, steps: dict[str, IdentifierSteps], item_ids: list[str]
 ) -> ItemIdentifiers:
     """Split each kind's final codes into shared and specific parts and name every level."""
     config = model.config
@@ -97,7 +104,7 @@ def assemble(
     )
 
 
-def assign_all(model: JointRQVAE, inputs: dict[str, torch.Tensor]) -> dict[str, IdentifierSteps]:
+def assign_all(model: IndexModel, inputs: dict[str, torch.Tensor]) -> dict[str, IdentifierSteps]:
     """argmax -> Sinkhorn -> de-duplication for each identifier (each distinct one once)."""
     encoded = model.encode_all({t: inputs[t] for t in model.towers})
     codes = encoded.codes.numpy()
@@ -119,8 +126,10 @@ def assign_all(model: JointRQVAE, inputs: dict[str, torch.Tensor]) -> dict[str, 
 
 
 @torch.no_grad()
-def reconstruction(model: JointRQVAE, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+def reconstruction(model: IndexModel, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Per tower: MSE in the model's input space and the fraction of variance unexplained."""
+    if isinstance(model, ResidualKMeans):
+        return model.reconstruction(inputs)
     out: dict[str, Any] = {}
     x = model.normalized({t: inputs[t] for t in model.towers})
     encoded = model.encode(x)
@@ -132,6 +141,26 @@ def reconstruction(model: JointRQVAE, inputs: dict[str, torch.Tensor]) -> dict[s
     return out
 
 
+def learn_codebooks(
+    inputs: dict[str, torch.Tensor], config: IndexConfig, *, progress: bool = True
+) -> tuple[IndexModel, dict[str, Any], float]:
+    """The fitted model of ``config.method``, a training record, and the seconds it took."""
+    start = time.perf_counter()
+    if config.method == "rqkmeans":
+        dims = {t: int(inputs[t].shape[1]) if t in inputs else 0 for t in (SEMANTIC, COLLABORATIVE)}
+        model = ResidualKMeans(config, dims[SEMANTIC], dims[COLLABORATIVE])
+        model.fit({t: inputs[t] for t in model.towers}, progress=progress)
+        return model.eval(), {"method": "rqkmeans"}, time.perf_counter() - start
+    trained = train_rqvae(inputs, config, progress=progress)
+    record = {
+        "method": "rqvae",
+        "checkpoint_rule": config.checkpoint,
+        "best_epoch": trained.best_epoch,
+        "history": trained.history,
+    }
+    return trained.model, record, trained.seconds
+
+
 def build_identifiers(
     dataset_dir: str | Path,
     run_dir: str | Path,
@@ -139,7 +168,7 @@ def build_identifiers(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the RQ-VAE and write ``run_dir/identifiers/``; returns the report."""
+    """Learn the codebooks and write ``run_dir/identifiers/``; returns the report."""
     config = config or IndexConfig()
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -154,17 +183,18 @@ def build_identifiers(
     inputs, provenance = load_inputs(run_dir, item_ids, needed_towers(config))
     loaded = time.perf_counter()
     with torch_threads(config.threads):
-        trained = train_rqvae(inputs, config, progress=progress)
-        model = trained.model
+        model, training, train_seconds = learn_codebooks(inputs, config, progress=progress)
         assign_start = time.perf_counter()
         steps = assign_all(model, inputs)
         identifiers = assemble(model, steps, item_ids)
         assign_seconds = time.perf_counter() - assign_start
         recon = reconstruction(model, inputs)
+    diagnostics = identifier_diagnostics(dataset, identifiers, seed=config.seed)
 
     report: dict[str, Any] = {
         "gensar_version": __version__,
         "variant": config.variant,
+        "method": config.method,
         "items": len(item_ids),
         "identifier_length": {k: len(v) for k, v in identifiers.levels.items()},
         "levels": identifiers.levels,
@@ -178,10 +208,8 @@ def build_identifiers(
         },
         "codebook_usage": usage_by_level(identifiers),
         "reconstruction": recon,
-        "training": {
-            "best_epoch": trained.best_epoch,
-            "history": trained.history,
-        },
+        "diagnostics": diagnostics,
+        "training": training,
         "settings": config.model_dump(mode="json"),
         "seed": config.seed,
         "inputs": {
@@ -191,14 +219,17 @@ def build_identifiers(
         },
         "timings_s": {
             "load": round(loaded - start, 3),
-            "train": round(trained.seconds, 3),
+            "train": round(train_seconds, 3),
             "assign": round(assign_seconds, 3),
         },
     }
     with atomic_output_dir(run_dir / "identifiers") as tmp:
-        save_rqvae(model, tmp / WEIGHTS)
+        if isinstance(model, ResidualKMeans):
+            save_rqkmeans(model, tmp / WEIGHTS)
+        else:
+            save_rqvae(model, tmp / WEIGHTS)
         identifiers.save_table(tmp)
-        plot_usage(report["codebook_usage"], tmp / PLOT, title=f"codebook usage ({config.variant})")
+        plot_report(report, tmp / PLOT, title=f"{config.method}, {config.variant}")
         report["timings_s"]["total"] = round(time.perf_counter() - start, 3)
         write_json(tmp / REPORT, report)
     return report

@@ -2,14 +2,13 @@
 
 The whole loop is here, in one function: AdamW with linear warm-up (then linear
 decay), k-means initialisation of every codebook on the first batch, dead-code
-resets at epoch ends, and every ``check_every`` epochs a collision check over
-the catalogue that keeps the weights with the lowest mean of the semantic and
-collaborative collision rates (ties: lower reconstruction loss).
+resets at epoch ends, and every ``check_every`` epochs a check over the
+catalogue (losses and collision rates) whose weights are kept; at the end
+:func:`select_checkpoint` picks one of them.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import NamedTuple
@@ -60,6 +59,35 @@ def evaluate(model: JointRQVAE, inputs: dict[str, Tensor]) -> dict[str, float]:
     }
 
 
+def recon_loss(record: dict) -> float:
+    """The reconstruction part of Eq. (10) in a check record (both towers)."""
+    return record["recon_semantic"] + record["recon_collaborative"]
+
+
+def select_checkpoint(history: list[dict], rule: str, tolerance: float = 0.05) -> int:
+    """Index into ``history`` (one record per check) of the weights to keep.
+
+    'converged': only checks whose reconstruction loss is at most (1 + tolerance)
+    times the best one seen are eligible; among them, the fewest collisions
+    (ties: lower reconstruction). An early, untrained check has a far higher
+    reconstruction loss, so it can never win on its (often lower) collision rate.
+    'collisions': the authors' rule, the fewest collisions over every check.
+    'last': the final check.
+    """
+    if not history:
+        raise ValueError("no checks to select from")
+    if rule == "last":
+        return len(history) - 1
+    candidates = range(len(history))
+    if rule == "converged":
+        best = min(recon_loss(r) for r in history)
+        limit = best * (1.0 + tolerance) + 1e-12
+        candidates = [i for i in candidates if recon_loss(history[i]) <= limit]
+    elif rule != "collisions":
+        raise ValueError(f"unknown checkpoint rule {rule!r}")
+    return min(candidates, key=lambda i: (history[i]["collision_mean"], recon_loss(history[i])))
+
+
 def _schedule(config: IndexConfig, total_steps: int):
     warmup = int(config.warmup_fraction * total_steps)
 
@@ -108,9 +136,7 @@ def _train(inputs: dict[str, Tensor], config: IndexConfig, progress: bool) -> Tr
         quantizer.init_kmeans(residual, config.kmeans_iters, generator)
 
     history: list[dict] = []
-    best: tuple[float, float] | None = None
-    best_state: dict[str, Tensor] = {}
-    best_epoch = 0
+    states: list[dict[str, Tensor]] = []  # CPU copy of the weights at each check
     bar = tqdm(range(1, config.epochs + 1), desc="rq-vae", unit="epoch", disable=not progress)
     for epoch in bar:
         order = torch.randperm(n, generator=generator).to(device)
@@ -136,18 +162,14 @@ def _train(inputs: dict[str, Tensor], config: IndexConfig, progress: bool) -> Tr
         if epoch % config.check_every == 0 or epoch == config.epochs:
             record = {"epoch": epoch, **evaluate(model, data)}
             history.append(record)
-            key = (
-                record["collision_mean"],
-                record["recon_semantic"] + record["recon_collaborative"],
-            )
-            if best is None or key < best or config.checkpoint == "last":
-                best, best_epoch = key, epoch
-                best_state = copy.deepcopy(model.state_dict())
+            states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             bar.set_postfix(
                 loss=f"{record['loss']:.4f}",
                 coll_s=f"{record['collision_semantic']:.4f}",
                 coll_c=f"{record['collision_collaborative']:.4f}",
             )
-    model.load_state_dict(best_state)
-    model.to("cpu").eval()
-    return TrainResult(model, history, best_epoch, time.perf_counter() - start)
+    chosen = select_checkpoint(history, config.checkpoint, config.recon_tolerance)
+    model.to("cpu")
+    model.load_state_dict(states[chosen])
+    model.eval()
+    return TrainResult(model, history, int(history[chosen]["epoch"]), time.perf_counter() - start)
