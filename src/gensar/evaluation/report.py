@@ -17,7 +17,13 @@ import polars as pl
 
 from gensar.data.schema import RECOMMENDATION, SEARCH, SPLITS, TASKS
 from gensar.evaluation.evaluate import FULL_PREFIX, EvaluationResult
-from gensar.evaluation.metrics import CANDIDATE_CUTOFFS, FULL_CUTOFFS, SIGNIFICANCE_METRIC
+from gensar.evaluation.metrics import (
+    CANDIDATE_CUTOFFS,
+    DEFAULT_TIES,
+    FULL_CUTOFFS,
+    SIGNIFICANCE_METRIC,
+    TIE_RULE_TEXT,
+)
 from gensar.evaluation.significance import compare_to_best_other
 from gensar.io import atomic_write_bytes, write_json, write_parquet
 
@@ -172,17 +178,33 @@ def write_results(results: Sequence[EvaluationResult], out_dir: str | Path) -> d
         "per_sample": out_dir / "per_sample.parquet",
         "tradeoff": out_dir / "tradeoff.png",
     }
+    ties = _ties(results)
     write_json(
         paths["json"],
         {
+            "ties": ties,
             "results": [r.to_json() for r in results],
             "significance": [c._asdict() for c in comparisons.values()],
         },
     )
-    atomic_write_bytes(paths["markdown"], results_table_markdown(results).encode("utf-8"))
+    text = f"{tie_header(ties)}\n\n{results_table_markdown(results)}"
+    atomic_write_bytes(paths["markdown"], text.encode("utf-8"))
     write_parquet(per_sample_frame(results), paths["per_sample"])
     plot_tradeoff(results, paths["tradeoff"])
     return paths
+
+
+def _ties(results: Sequence[EvaluationResult]) -> str:
+    """The one tie rule of a set of results (mixing rules in one table is an error)."""
+    rules = {r.ties for r in results} or {DEFAULT_TIES}
+    if len(rules) > 1:
+        raise ValueError(f"results computed under different tie rules {sorted(rules)}")
+    return rules.pop()
+
+
+def tie_header(ties: str) -> str:
+    """The sentence every results header carries about ties."""
+    return f"Tie rule: {TIE_RULE_TEXT[ties]}."
 
 
 def _groups(results: Sequence[EvaluationResult]) -> dict[tuple[str, str], list[EvaluationResult]]:
