@@ -39,7 +39,10 @@ class EvaluateConfig(Section):
         description="Samples per task for full-catalogue Recall/NDCG@10/20 (beam search is the costly part on CPU); null = all.",
     )
     num_beams: int = Field(
-        20, ge=1, description="Beam width of full-catalogue generation (code: 30)."
+        30,
+        ge=1,
+        description="Beam width of restricted candidate ranking and of full-catalogue "
+        "generation (the authors' code: 30).",
     )
     candidate_ranking: Literal["beam", "exact"] = Field(
         "beam",

@@ -57,10 +57,10 @@ TIE_RULES: tuple[str, ...] = get_args(TieRule)
 DEFAULT_TIES: TieRule = "expected"
 #: One line per rule, for results headers.
 TIE_RULE_TEXT = {
-    "expected": "ties: expected (each metric is its exact expectation when the target's "
+    "expected": "expected (each metric is its exact expectation when the target's "
     "tied items are ordered uniformly at random; a constant scorer gets chance level)",
-    "pessimistic": "ties: pessimistic (the target ranks below every item it ties with)",
-    "optimistic": "ties: optimistic (the target ranks above every item it ties with)",
+    "pessimistic": "pessimistic (the target ranks below every item it ties with)",
+    "optimistic": "optimistic (the target ranks above every item it ties with)",
 }
 
 
