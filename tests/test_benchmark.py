@@ -100,9 +100,7 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     assert "SASRec/recommendation" in summary["std"]
     assert " ± " in markdown and "| seeds |" in markdown
     # GenSAR's exact-scoring figure beside the beam one
-    gensar = next(
-        r for r in summary["results"] if r["model"] == "GenSAR" and r["task"] == "search"
-    )
+    gensar = next(r for r in summary["results"] if r["model"] == "GenSAR" and r["task"] == "search")
     assert {"exact/NDCG@10", "NDCG@10"} <= set(gensar["metrics"])
     assert "| exact/NDCG@10 |" in markdown
     # equal budget: the single-task variant saw as many examples as the joint model
