@@ -2,9 +2,11 @@
 
 Every setting trains the project's SASRec (``gensar.embed.collab``, the same
 model that gives GenSAR its collaborative embeddings and is the recommendation
-baseline) from the RecBole reference (2 blocks, 2 heads, hidden 64, FFN 256,
-GELU, post-LayerNorm, dropout 0.5, full-softmax CE, Adam lr 1e-3, batch 128,
-patience 10 on full-catalogue validation NDCG@10) with one thing changed.
+baseline): the RecBole reference (2 blocks, 2 heads, hidden 64, FFN 256, GELU,
+post-LayerNorm, dropout 0.5, full-softmax CE, Adam lr 1e-3, batch 128, patience
+10 on full-catalogue validation NDCG@10), this project's previous settings, and
+each with one thing changed. Every setting is spelled out in full, so the rows
+do not change when the defaults do.
 
 Each trained model is then evaluated through the project's own evaluation path
 (``gensar.evaluation``: the benchmark's seeded 100-candidate lists, rec
@@ -37,7 +39,8 @@ from _common import RESULTS, machine
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-#: This project's SASRec before the sweep (pre-LN blocks as in SASRec's own code).
+#: This project's SASRec before the sweep (pre-LN blocks as in SASRec's own code);
+#: the sweep's winner, so also the current defaults of SASRecConfig.
 PREVIOUS: dict[str, Any] = {
     "heads": 1,
     "ffn": 64,
@@ -48,9 +51,20 @@ PREVIOUS: dict[str, Any] = {
     "beta2": 0.98,
     "patience": 5,
 }
+#: The RecBole SASRec the issue's reference numbers come from.
+RECBOLE: dict[str, Any] = {
+    "heads": 2,
+    "ffn": 256,
+    "activation": "gelu",
+    "norm": "post",
+    "init": "recbole",
+    "lr": 1e-3,
+    "beta2": 0.999,
+    "patience": 10,
+}
 #: name -> (what changes, overrides of SASRecConfig). "recbole" is the reference.
 SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "recbole": ("RecBole reference", {}),
+    "recbole": ("RecBole reference", RECBOLE),
     "previous": (
         "this project's previous default: 1 head, FFN 64, ReLU, pre-LN, scaled init, "
         "no input LN, AdamW lr 2e-3 beta2 0.98, patience 5",
@@ -62,17 +76,14 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "bce": (
         "loss: BCE with one sampled negative (the paper's), at most 60 epochs",
-        {"loss": "bce", "max_epochs": 60},
+        {**RECBOLE, "loss": "bce", "max_epochs": 60},
     ),
     "previous-patience-10": ("previous, patience 10", {**PREVIOUS, "patience": 10}),
-    "scaled-init": ("scaled init, no input LayerNorm (post-LN)", {"init": "scaled"}),
     "batch-32": (
         "batch 32 sequences (~128 targets per step, RecBole's step count per epoch)",
-        {"batch_size": 32},
+        {**RECBOLE, "batch_size": 32},
     ),
-    "lr-2e-3": ("lr 2e-3", {"lr": 2e-3}),
-    "dropout-0.3": ("dropout 0.3", {"dropout": 0.3}),
-    "max-len-20": ("max length 20", {"max_len": 20}),
+    "lr-2e-3": ("lr 2e-3", {**RECBOLE, "lr": 2e-3}),
 }
 
 
@@ -129,8 +140,9 @@ def main() -> None:
         "--winner-seeds",
         type=int,
         nargs="*",
-        default=[1, 2],
-        help="extra seeds for the winner (its seed-to-seed spread)",
+        default=[],
+        help="extra seeds for the winner (its seed-to-seed spread; none by default: the "
+        "benchmark runs SASRec over 3 seeds)",
     )
     args = parser.parse_args()
 
@@ -166,8 +178,9 @@ def write(rows: list[dict], winner: dict, seeds: list[dict], seconds: float) -> 
     lines = [
         "# SASRec sweep on amazon-scientific (chosen on validation only)",
         "",
-        "Command: `nice -n 5 .venv/bin/python benchmarks/sasrec_sweep.py` "
-        f"({seconds / 60:.0f} min, 2 runs at a time, 1 torch thread each).",
+        "Command: `nice -n 5 .venv/bin/python benchmarks/sasrec_sweep.py` (settings "
+        "finished earlier are read back from `runs/sasrec_sweep/*/result.json`; each run "
+        "1 torch thread, 1-3 at a time on a shared 2-core machine, so `train s` is noisy).",
         "",
         "Each row changes one thing from the RecBole reference. Candidate metrics: the "
         "benchmark's 100-candidate recommendation lists (rec negatives by rec-interaction "
@@ -189,13 +202,19 @@ def write(rows: list[dict], winner: dict, seeds: list[dict], seconds: float) -> 
         )
     test = np.array([r["test_ndcg@10"] for r in seeds])
     valid = np.array([r["valid_ndcg@10"] for r in seeds])
+    if len(seeds) > 1:
+        lines += [
+            "",
+            f"Winner `{winner['setting']}` over seeds {[r['seed'] for r in seeds]}: "
+            f"valid NDCG@10 {valid.mean():.4f} ± {valid.std():.4f}, "
+            f"test NDCG@10 {test.mean():.4f} ± {test.std():.4f} (mean ± std).",
+        ]
+    gap = winner["test_ndcg@10"] - 0.200
     lines += [
         "",
-        f"Winner `{winner['setting']}` over seeds {[r['seed'] for r in seeds]}: "
-        f"valid NDCG@10 {valid.mean():.4f} ± {valid.std():.4f}, "
-        f"test NDCG@10 {test.mean():.4f} ± {test.std():.4f} (mean ± std).",
-        "",
-        "Reference: RecBole-style SASRec, test NDCG@10 0.209 on this protocol; target >= 0.200.",
+        "Reference (issue 12): a RecBole-style SASRec reaches test NDCG@10 0.209 on this "
+        f"protocol; target >= 0.200. The winner's test NDCG@10 is {winner['test_ndcg@10']:.4f}: "
+        + ("**met**." if gap >= 0 else f"**not met** (gap {gap:+.4f})."),
     ]
     data = {
         "machine": machine(),

@@ -9,12 +9,17 @@ Token convention: item ``i`` of the dataset's item order is token ``i + 1``;
 token 0 is padding. Sequences are left-padded (the most recent item is the last
 column), as in the original code.
 
-The defaults follow the RecBole SASRec that reference numbers for this protocol
-come from (2 blocks, 2 heads, hidden 64, feed-forward 256, GELU, post-LayerNorm
-blocks, LayerNorm on the input embeddings, N(0, 0.02) initialisation, dropout
-0.5, full-softmax cross-entropy, Adam lr 1e-3, batch 128, early stopping with
-patience 10), with the settings picked on validation by
-``benchmarks/sasrec_sweep.py`` (``benchmarks/results/sasrec_sweep.md``).
+The network can be built as the RecBole SASRec that reference numbers for this
+protocol come from (``norm: post``, ``init: recbole``: 2 heads, feed-forward
+256, GELU, post-LayerNorm blocks, LayerNorm on the input embeddings, N(0, 0.02)
+initialisation, Adam lr 1e-3, patience 10) or as SASRec's own layout (pre-
+LayerNorm blocks and a final LayerNorm, 1 head, feed-forward = hidden, ReLU,
+embeddings scaled by sqrt(hidden)). The defaults are the setting that won the
+validation-only sweep of ``benchmarks/sasrec_sweep.py``
+(``benchmarks/results/sasrec_sweep.md``): SASRec's layout with AdamW lr 2e-3,
+beta2 0.98. On amazon-scientific it beats the RecBole layout on the validation
+candidate lists (NDCG@10 0.217 vs 0.189) at an equal full-catalogue validation
+NDCG@10 (0.0575 vs 0.0574).
 Remaining departures from the original paper:
 
 * Loss: full softmax cross-entropy over the whole catalogue by default (as in
@@ -29,9 +34,6 @@ Remaining departures from the original paper:
   attend to zero vectors); a padded query may attend to itself only, which
   keeps its softmax defined. Its output is zeroed afterwards.
 
-``norm: pre`` with ``init: scaled`` gives this project's earlier variant
-(pre-LayerNorm blocks and a final LayerNorm, embeddings scaled by sqrt(hidden)
-with std hidden**-0.5, no input LayerNorm), kept for the sweep's comparison.
 """
 
 from __future__ import annotations
@@ -51,28 +53,31 @@ PAD = 0
 class SASRecConfig(Section):
     """Settings of the collaborative embedder / SASRec baseline (the ``collab:`` section).
 
-    Defaults: RecBole's SASRec as tuned on validation by ``benchmarks/sasrec_sweep.py``,
+    Defaults: the winner of the validation-only sweep ``benchmarks/sasrec_sweep.py``,
     with early stopping on the validation NDCG@10 over the full catalogue.
     """
 
     hidden: int = Field(64, ge=8, le=1024, description="Embedding and hidden width (SPEC 3: 64-d).")
     layers: int = Field(2, ge=1, le=8, description="Self-attention blocks (paper: 2).")
     heads: int = Field(
-        2, ge=1, le=16, description="Attention heads; must divide hidden (RecBole: 2)."
+        1, ge=1, le=16, description="Attention heads; must divide hidden (RecBole: 2)."
     )
     ffn: int = Field(
-        256, ge=1, le=16384, description="Feed-forward width (RecBole: 256 = 4 x hidden)."
+        64,
+        ge=1,
+        le=16384,
+        description="Feed-forward width (SASRec: = hidden; RecBole: 256 = 4 x hidden).",
     )
     activation: Literal["gelu", "relu"] = Field(
-        "gelu", description="Feed-forward activation (RecBole: gelu)."
+        "relu", description="Feed-forward activation (SASRec: relu; RecBole: gelu)."
     )
     norm: Literal["post", "pre"] = Field(
-        "post",
-        description="post: LayerNorm after each residual (RecBole, the original Transformer); "
-        "pre: before each sub-layer, plus a final LayerNorm.",
+        "pre",
+        description="pre: LayerNorm before each sub-layer, plus a final one (SASRec's code); "
+        "post: after each residual (RecBole, the original Transformer).",
     )
     init: Literal["recbole", "scaled"] = Field(
-        "recbole",
+        "scaled",
         description="recbole: N(0, 0.02) weights, zero biases, LayerNorm on the summed input "
         "embeddings; scaled: item embeddings x sqrt(hidden) with std hidden**-0.5, no input "
         "LayerNorm.",
@@ -92,9 +97,9 @@ class SASRecConfig(Section):
         description="ce: softmax cross-entropy over all items (default, fast); "
         "bce: the paper's binary loss with one sampled negative per position.",
     )
-    lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate (RecBole: 1e-3).")
+    lr: float = Field(2e-3, gt=0.0, le=1.0, description="Adam learning rate (RecBole: 1e-3).")
     beta2: float = Field(
-        0.999, gt=0.0, lt=1.0, description="Adam beta2 (RecBole/PyTorch default 0.999)."
+        0.98, gt=0.0, lt=1.0, description="Adam beta2 (SASRec: 0.98; RecBole 0.999)."
     )
     weight_decay: float = Field(
         0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW); 0 = Adam."
@@ -110,10 +115,11 @@ class SASRecConfig(Section):
         description="Upper bound on epochs (early stopping ends training well before).",
     )
     patience: int = Field(
-        10,
+        5,
         ge=1,
         le=1000,
-        description="Stop after this many epochs without a better validation NDCG@10 (RecBole: 10).",
+        description="Stop after this many epochs without a better validation NDCG@10 "
+        "(RecBole: 10; 10 chose the same epoch here).",
     )
     seed: int = Field(0, ge=0, description="Seed of initialisation, shuffling and dropout.")
     device: str = Field("auto", description="auto (cuda if visible, else cpu), cpu, cuda, ...")
