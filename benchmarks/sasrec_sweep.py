@@ -182,7 +182,8 @@ def write(rows: list[dict], winner: dict, seeds: list[dict], seconds: float) -> 
         "finished earlier are read back from `runs/sasrec_sweep/*/result.json`; each run "
         "1 torch thread, 1-3 at a time on a shared 2-core machine, so `train s` is noisy).",
         "",
-        "Each row changes one thing from the RecBole reference. Candidate metrics: the "
+        "Rows: the RecBole reference, this project's previous settings, and one change to "
+        "either (rows named previous-* change the previous settings). Candidate metrics: the "
         "benchmark's 100-candidate recommendation lists (rec negatives by rec-interaction "
         "frequency), expected ties, through `gensar.evaluation`. `valid full` is the "
         "full-catalogue validation NDCG@10 that early stopping watches. The winner has "
