@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def main() -> None:
         )
     command = (
         "nice -n 5 .venv/bin/python benchmarks/ranking_modes.py "
-        f"--model {args.model} --lists {args.lists} --label '{args.label}'"
+        f"--model {args.model} --lists {args.lists} --label {shlex.quote(args.label)}"
         + (f" --samples {args.samples}" if args.samples else "")
     )
     lines += ["", f"Command: `{command}`"]
