@@ -59,14 +59,14 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
         "publish": str(tmp_path / "published"),
         "base": base,
         "models": [
-            {"name": "GenSAR", "kind": "gensar"},
+            {"name": "GenSAR", "kind": "gensar", "exact_too": True},
             {
                 "name": "GenSAR (rec only)",
                 "kind": "gensar",
                 "set": {"tasks.counts.nsip": 0, "tasks.counts.nsqp": 0},
             },
-            {"name": "SASRec", "kind": "sasrec"},
-            {"name": "BM25", "kind": "bm25"},
+            {"name": "SASRec", "kind": "sasrec", "seeds": [0, 1]},
+            {"name": "BM25", "kind": "bm25", "seeds": [0, 1]},
             {"name": "Popularity", "kind": "popularity"},
         ],
     }
@@ -93,6 +93,21 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     assert ("SASRec", "recommendation") in models and ("BM25", "search") in models
     markdown = (out / "results.md").read_text()
     assert "| NDCG@10 |" in markdown and "The paper's claim" in markdown
+    assert "Tie rule: expected" in markdown and summary["ties"] == "expected"
+    assert all(r["ties"] == "expected" for r in summary["results"])
+    # cheap models over two seeds: mean ± std cells and their seeds listed
+    assert summary["seeds"]["SASRec"] == [0, 1] and summary["seeds"]["GenSAR"] == [0]
+    assert "SASRec/recommendation" in summary["std"]
+    assert " ± " in markdown and "| seeds |" in markdown
+    # GenSAR's exact-scoring figure beside the beam one
+    gensar = next(r for r in summary["results"] if r["model"] == "GenSAR" and r["task"] == "search")
+    assert {"exact/NDCG@10", "NDCG@10"} <= set(gensar["metrics"])
+    assert "| exact/NDCG@10 |" in markdown
+    # equal budget: the single-task variant saw as many examples as the joint model
+    seen = summary["examples_seen"]
+    joint, single = seen["GenSAR"]["0"], seen["GenSAR (rec only)"]["0"]
+    assert joint and single and abs(single - joint) <= 2 * base["train"].get("batch_size", 64)
+    assert "| training examples seen |" in markdown
     # the variant reused the first run's embeddings and identifiers instead of rebuilding them
     assert "[index] reused from gensar" in capsys.readouterr().out
     # every model received byte-identical candidate lists for each task

@@ -117,8 +117,12 @@ def test_search_negatives_are_the_bm25_top_of_the_query(tiny_dataset, built):
     assert checked > 10
 
 
-def skewed_dataset(folder: Path) -> Path:
-    """200 items with Zipf-like popularity, 150 users with 10 purchases (also searched)."""
+def skewed_dataset(folder: Path, search_shift: int = 0) -> Path:
+    """200 items with Zipf-like popularity, 150 users with 10 purchases (also searched).
+
+    Each purchase is followed by a search that clicks item ``(i + search_shift) % 200``
+    (the purchased item itself by default, as in amazon-unisrec).
+    """
     from gensar.data.prepare import prepare_dataset
 
     rng = random.Random(1)
@@ -136,8 +140,11 @@ def skewed_dataset(folder: Path) -> Path:
             item = f"i{rng.choices(range(n_items), weights)[0]}"
             time = u * 1000 + 2 * step
             events.append({"user_id": f"u{u}", "time": time, "item_id": item})
-            query = f"topic{int(item[1:]) % 5} thing"
-            events.append({"user_id": f"u{u}", "time": time + 1, "query": query, "items": [item]})
+            clicked = f"i{(int(item[1:]) + search_shift) % n_items}"
+            query = f"topic{int(clicked[1:]) % 5} thing"
+            events.append(
+                {"user_id": f"u{u}", "time": time + 1, "query": query, "items": [clicked]}
+            )
     (raw / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     (raw / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in events))
     prepare_dataset("jsonl", raw, folder / "dataset", log=lambda *_: None)
@@ -150,7 +157,7 @@ def test_recommendation_negatives_follow_popularity(tmp_path):
     build_candidates(dataset_dir, tmp_path / "run", config)
     cands = load_candidates(tmp_path / "run", "recommendation", "test")
     dataset = load_dataset(dataset_dir)
-    counts = dataset.events.filter(pl.col("item_id").is_not_null())["item_id"].value_counts()
+    counts = dataset.events.filter(pl.col("behaviour") == "rec_item")["item_id"].value_counts()
     popularity = dict(counts.iter_rows())
     drawn: dict[str, int] = {}
     for row, index in zip(cands.candidates, cands.target_index, strict=True):
@@ -162,6 +169,27 @@ def test_recommendation_negatives_follow_popularity(tmp_path):
     assert rho.statistic > 0.7
     never_clicked = set(dataset.item_ids) - set(popularity)
     assert not never_clicked & set(drawn)
+
+
+def test_rec_negative_weights_count_rec_interactions_only(tmp_path):
+    """Weights are the rec_item counts; search clicks neither add weight nor create it."""
+    dataset = load_dataset(skewed_dataset(tmp_path, search_shift=100))
+    weights = cand_module.rec_negative_weights(dataset)
+    rec = dataset.events.filter(pl.col("behaviour") == "rec_item")
+    want = np.zeros(len(dataset.item_ids))
+    for item, count in rec["item_id"].value_counts().iter_rows():
+        want[dataset.item_index[item]] = count
+    np.testing.assert_array_equal(weights, want)
+    assert weights.sum() == rec.height == 1500  # every purchase once, not twice
+    searched = set(dataset.events.filter(pl.col("behaviour") == "search_item")["item_id"])
+    only_searched = searched - set(rec["item_id"])
+    assert only_searched  # the shifted clicks reach items nobody bought
+    assert all(weights[dataset.item_index[i]] == 0 for i in only_searched)
+    builder = cand_module._Builder(dataset, CandidateConfig(n_negatives=30))
+    np.testing.assert_allclose(builder.popularity, want / want.sum())
+    frame = builder.build("recommendation", "test")
+    drawn = {item for row in frame["candidates"] for item in row} - set(frame["target_item_id"])
+    assert drawn and not drawn & only_searched
 
 
 def test_exact_gumbel_path_draws_valid_negatives(tiny_dataset, monkeypatch):

@@ -39,6 +39,40 @@ def test_outputs_are_causal():
     assert not torch.allclose(ha[:, 3:], hb[:, 3:])
 
 
+@pytest.mark.parametrize("norm,init", [("post", "recbole"), ("pre", "scaled")])
+def test_both_block_layouts_are_causal_and_padding_invariant(norm, init):
+    model = small_model(norm=norm, init=init)
+    a, b = torch.tensor([[3, 5, 7, 9]]), torch.tensor([[3, 5, 7, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(a).hidden[:, :3], model(b).hidden[:, :3])
+        padded = model.user_states(torch.tensor([[0, 0, 3, 5, 7, 9]]))
+        torch.testing.assert_close(model.user_states(a), padded, atol=1e-5, rtol=1e-5)
+
+
+def test_the_recbole_layout_is_what_it_claims():
+    """2 blocks, 2 heads, hidden 64, FFN 256, GELU, post-LN, input LN, N(0, 0.02)."""
+    config = SASRecConfig(heads=2, ffn=256, activation="gelu", norm="post", init="recbole")
+    torch.manual_seed(0)
+    model = SASRec(2000, config)
+    block = model.blocks[0]
+    assert len(model.blocks) == 2 and not block.norm_first
+    assert block.linear1.out_features == 256 and block.self_attn.num_heads == 2
+    assert model.input_norm is not None and model.final_norm is None
+    assert model.item_vectors.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.linear1.bias.abs().max().item() == 0.0
+    assert torch.all(model.item_emb.weight[0] == 0)
+
+
+def test_defaults_are_the_sweep_winner_in_sasrecs_own_layout():
+    config = SASRecConfig()
+    assert (config.layers, config.heads, config.hidden, config.ffn) == (2, 1, 64, 64)
+    assert (config.activation, config.norm, config.init) == ("relu", "pre", "scaled")
+    assert (config.dropout, config.loss, config.lr, config.beta2) == (0.5, "ce", 2e-3, 0.98)
+    model = SASRec(50, config)
+    assert model.blocks[0].norm_first and model.final_norm is not None
+    assert model.input_norm is None
+
+
 def test_extra_left_padding_does_not_change_the_user_state():
     model = small_model()
     with torch.no_grad():

@@ -54,6 +54,17 @@ class ModelSpec(Section):
         default_factory=dict,
         description="Dotted RunConfig overrides for this model (gensar kinds).",
     )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="Seeds of this model (default: the benchmark's seeds); e.g. cheap "
+        "baselines over [0, 1, 2] while GenSAR runs one seed.",
+    )
+    exact_too: bool = Field(
+        False,
+        description="gensar kinds: also rank the candidate lists by exact scoring of every "
+        "candidate (no beam pruning) and report it beside the beam figure (rows exact/...).",
+    )
 
 
 class BenchmarkConfig(Section):
@@ -71,6 +82,12 @@ class BenchmarkConfig(Section):
     models: list[ModelSpec] = Field(min_length=1)
     hardware_note: str = Field(
         "", description="Free text recorded with the results (e.g. the machine)."
+    )
+    equal_budget: bool = Field(
+        True,
+        description="GenSAR-kind models after the first train on as many examples as the "
+        "first one (train.examples), not for as many epochs: a single-task variant "
+        "has about half the examples per epoch, so equal epochs would halve its compute.",
     )
 
 
@@ -184,42 +201,96 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
     sets = {task: load_candidates(out, task, base_config.evaluate.split) for task in schema.TASKS}
     full_samples = base_config.evaluate.full_catalogue_samples
 
+    ties = base_config.evaluate.ties
     per_seed: dict[int, list] = {}
     timings: dict[str, float] = {}
-    for seed in bench.seeds:
+    examples: dict[str, dict[int, int | None]] = {}
+    all_donors: list[Path] = []
+    seeds = sorted({seed for m in bench.models for seed in (m.seeds or bench.seeds)})
+    for seed in seeds:
         seed_dir = out / f"seed-{seed}"
         donors: list[Path] = []
         results = []
+        budget: int | None = None  # examples the first GenSAR-kind model of this seed saw
         for model in bench.models:
+            if seed not in (model.seeds or bench.seeds):
+                continue
             t0 = time.perf_counter()
             run_dir = seed_dir / slug(model.name)
+            exact = None
             if model.kind == "gensar":
                 config = run_config_for(bench, model, seed, run_dir)
+                if bench.equal_budget and budget is not None and config.train.examples is None:
+                    config = config.model_copy(
+                        update={"train": config.train.model_copy(update={"examples": budget})}
+                    )
                 fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
                 _adopt(donors, run_dir, fps, log)
                 log(f"== {model.name} (seed {seed}) ==")
                 build_run(config, log=log, candidates_dir=out)
                 donors.append(run_dir)
+                seen = _examples_seen(run_dir / "model")
+                examples.setdefault(model.name, {})[seed] = seen
+                if budget is None:
+                    budget = seen
                 ranker = GenSARRanker.for_run(run_dir / "model", config.evaluate, name=model.name)
+                if model.exact_too:
+                    exact = GenSARRanker.for_run(
+                        run_dir / "model",
+                        config.evaluate.model_copy(update={"candidate_ranking": "exact"}),
+                        name=model.name,
+                    )
             else:
                 ranker = _baseline(model, bench, seed, seed_dir, donors, dataset, log)
-            ranker.fit(
-                dataset,
+            fit_dir = (
                 _sasrec_run(donors, seed_dir, bench, seed, log)
                 if model.kind == "sasrec"
-                else (donors[0] if donors else seed_dir),
+                else (donors or all_donors or [seed_dir])[0]
             )
+            ranker.fit(dataset, fit_dir)
             for task, cands in sets.items():
                 if task in ranker.tasks:
                     log(f"evaluating {model.name} on {task}/{cands.split}")
-                    results.append(
-                        evaluate_ranker(ranker, dataset, cands, full_samples=full_samples)
+                    result = evaluate_ranker(
+                        ranker, dataset, cands, full_samples=full_samples, ties=ties
                     )
+                    if exact is not None:
+                        exact.fit(dataset, fit_dir)
+                        _add_exact(result, exact, dataset, cands, ties)
+                    results.append(result)
             timings[f"{model.name} (seed {seed})"] = round(time.perf_counter() - t0, 1)
+        all_donors += donors
         per_seed[seed] = results
-    summary = write_benchmark(bench, per_seed, timings, out, time.perf_counter() - started)
+    summary = write_benchmark(
+        bench, per_seed, timings, out, time.perf_counter() - started, examples=examples, ties=ties
+    )
     log((out / "results.md").read_text())
     return summary
+
+
+EXACT_PREFIX = "exact/"
+#: Candidate metrics also reported under exact scoring (beside the beam figure).
+EXACT_METRICS = ("HR@10", "NDCG@10")
+
+
+def _add_exact(result, ranker, dataset, cands, ties) -> None:
+    """Add ``exact/NDCG@10`` etc.: the same model ranking every candidate without pruning."""
+    from gensar.evaluation.protocol import evaluate_model
+
+    exact = evaluate_model(ranker, dataset, cands, full_catalogue=False, batch_size=256, ties=ties)
+    for name in EXACT_METRICS:
+        result.metrics[EXACT_PREFIX + name] = exact.metrics[name]
+        result.per_sample[EXACT_PREFIX + name] = exact.per_sample[name]
+
+
+def _examples_seen(model_dir: Path) -> int | None:
+    """Training examples the model directory's run went through (its gensar.json)."""
+    from gensar.io import read_json
+
+    try:
+        return read_json(model_dir / "gensar.json")["training"].get("examples_seen")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _baseline(
@@ -262,38 +333,65 @@ def write_benchmark(
     timings: dict[str, float],
     out: Path,
     seconds: float,
+    *,
+    examples: dict[str, dict[int, int | None]] | None = None,
+    ties: str = "expected",
 ) -> dict[str, Any]:
-    """results.json (per seed, mean and std), results.md and tradeoff.png."""
+    """results.json (per seed, mean and std), results.md and tradeoff.png.
+
+    A model's row is the mean over the seeds it ran with; with more than one
+    seed every cell reads "mean ± std" (population std over seeds).
+    """
     from gensar.evaluation.evaluate import EvaluationResult
-    from gensar.evaluation.report import plot_tradeoff, results_table_markdown
+    from gensar.evaluation.report import plot_tradeoff, results_table_markdown, tie_header
     from gensar.io import atomic_write_bytes, write_json
 
-    seeds = list(per_seed)
-    first = per_seed[seeds[0]]
+    examples = examples or {}
+    runs_of: dict[tuple[str, str, str], list] = {}
+    for results in per_seed.values():
+        for result in results:
+            runs_of.setdefault((result.model, result.task, result.split), []).append(result)
     merged: list[EvaluationResult] = []
     spread: dict[str, dict[str, float]] = {}
-    for n, result in enumerate(first):
-        runs = [per_seed[s][n] for s in seeds]
-        metrics = {k: float(np.mean([r.metrics[k] for r in runs])) for k in result.metrics}
-        per_sample = {
-            k: np.mean([r.per_sample[k] for r in runs], axis=0) for k in result.per_sample
-        }
+    seeds_of: dict[str, list[int]] = {}
+    for seed, results in per_seed.items():
+        for result in results:
+            if seed not in seeds_of.setdefault(result.model, []):
+                seeds_of[result.model].append(seed)
+    for (model, task, split), runs in runs_of.items():
+        first = runs[0]
+        metrics = {k: float(np.mean([r.metrics[k] for r in runs])) for k in first.metrics}
+        per_sample = {k: np.mean([r.per_sample[k] for r in runs], axis=0) for k in first.per_sample}
         merged.append(
-            EvaluationResult(
-                result.model, result.task, result.split, metrics, result.sample_ids, per_sample
-            )
+            EvaluationResult(model, task, split, metrics, first.sample_ids, per_sample, ties=ties)
         )
-        if len(seeds) > 1:
-            spread[f"{result.model}/{result.task}"] = {
-                k: float(np.std([r.metrics[k] for r in runs])) for k in result.metrics
+        if len(runs) > 1:
+            spread[f"{model}/{task}"] = {
+                k: float(np.std([r.metrics[k] for r in runs])) for k in first.metrics
             }
-    table = results_table_markdown(merged)
+    extra_rows = {"seeds": {m: ", ".join(map(str, s)) for m, s in seeds_of.items()}}
+    if examples:
+        extra_rows["training examples seen"] = {
+            m: ", ".join(f"{v:,}" if v is not None else "?" for v in by_seed.values())
+            for m, by_seed in examples.items()
+        }
+    table = results_table_markdown(merged, spread=spread, extra_rows=extra_rows)
+    budget = (
+        "GenSAR-family rows trained on the same number of examples as the first "
+        "(equal budget, `train.examples`), not the same number of epochs."
+        if bench.equal_budget
+        else "GenSAR-family rows trained for the same number of epochs."
+    )
     header = [
         f"# Benchmark: {bench.name}",
         "",
-        f"Seeds: {seeds} (mean{' ± std in results.json' if len(seeds) > 1 else ''}). "
-        f"Candidate metrics on every test sample; `full/` metrics on a fixed random subset "
-        f"(the same rows for every model). {bench.hardware_note}",
+        tie_header(ties),
+        "",
+        f"Seeds: per model in the `seeds` row; a model with several seeds shows mean ± std "
+        f"over them. Candidate metrics on every test sample; `full/` metrics on a fixed "
+        f"random subset (the same rows for every model). GenSAR ranks a candidate list by "
+        f"beam search restricted to the candidates; `exact/` rows rank every candidate by "
+        f"its likelihood (no pruning). {budget} {bench.hardware_note}",
         "",
         f"Total time: {seconds / 60:.1f} min.",
         "",
@@ -312,7 +410,10 @@ def write_benchmark(
     atomic_write_bytes(out / "results.md", text.encode())
     summary = {
         "name": bench.name,
-        "seeds": seeds,
+        "ties": ties,
+        "seeds": {m: s for m, s in seeds_of.items()},
+        "equal_budget": bench.equal_budget,
+        "examples_seen": {m: {str(k): v for k, v in d.items()} for m, d in examples.items()},
         "results": [r.to_json() for r in merged],
         "std": spread,
         "per_seed": {str(s): [r.to_json() for r in rs] for s, rs in per_seed.items()},

@@ -173,6 +173,7 @@ def evaluate_run(
         full_samples=config.evaluate.full_catalogue_samples,
         run_dir=run_dir,
         log=log,
+        ties=config.evaluate.ties,
     )
     paths = write_results(results, run_dir / "results")
     log(

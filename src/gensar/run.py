@@ -21,6 +21,7 @@ from gensar.config import Section, apply_overrides, dump_yaml, read_yaml, valida
 from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.semantic import SemanticConfig
 from gensar.evaluation.candidates import CandidateConfig
+from gensar.evaluation.metrics import DEFAULT_TIES, TieRule
 from gensar.ids.config import IndexConfig
 from gensar.io import check_output_dir, os_error, remove_stale_temporaries
 from gensar.model.backbone import ModelConfig
@@ -39,13 +40,22 @@ class EvaluateConfig(Section):
         description="Samples per task for full-catalogue Recall/NDCG@10/20 (beam search is the costly part on CPU); null = all.",
     )
     num_beams: int = Field(
-        20, ge=1, description="Beam width of full-catalogue generation (code: 30)."
+        30,
+        ge=1,
+        description="Beam width of restricted candidate ranking and of full-catalogue "
+        "generation (the authors' code: 30).",
     )
     candidate_ranking: Literal["beam", "exact"] = Field(
         "beam",
         description="How GenSAR ranks a candidate list: beam = beam search restricted to the candidates (the paper's protocol, num_beams wide); exact = the log-likelihood of every candidate (~4x slower on CPU, never prunes).",
     )
     batch_size: int = Field(64, ge=1)
+    ties: TieRule = Field(
+        DEFAULT_TIES,
+        description="How a target tied with other items is ranked: expected = the exact "
+        "expectation of each metric over a random order of the ties (fair to coarse scorers); "
+        "pessimistic = below all of them; optimistic = above all of them.",
+    )
 
 
 class RunConfig(Section):

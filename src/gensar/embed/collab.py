@@ -45,7 +45,7 @@ from gensar.io import atomic_output_dir, read_json, write_json
 from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
 
 FORMAT = "gensar-sasrec"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: post-LN/RecBole variants (input_norm, optional final_norm)
 EMBEDDING_FILE = "collab.safetensors"
 MODEL_DIR = "sasrec"
 TOP_K = 10
@@ -118,7 +118,10 @@ def _train(
 
     model = SASRec(len(item_ids), config).to(device)
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
+        model.parameters(),
+        lr=config.lr,
+        betas=(0.9, config.beta2),
+        weight_decay=config.weight_decay,
     )
     rng = np.random.default_rng(config.seed)
     negatives = torch.Generator().manual_seed(config.seed)

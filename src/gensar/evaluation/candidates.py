@@ -15,14 +15,18 @@ On disk, ``<out_dir>/candidates/``::
 
 The list is shuffled (the target's position recorded) rather than target-first:
 a model that breaks ties by input order, or returns candidates in the order it
-got them when unsure, gains nothing. The metrics rank ties pessimistically on
-top of that (``metrics.rank_of_target``).
+got them when unsure, gains nothing; on top of that the metrics count ties by
+their exact expectation over random orderings (``metrics``, ``evaluate.ties``).
 
 Negatives (SPEC section 8, the authors' code):
 
-* recommendation: ``n_negatives`` distinct items drawn from the interaction log,
-  i.e. each item with probability proportional to its number of interactions
-  (every event that names an item), never an item of the user's history (any
+* recommendation: ``n_negatives`` distinct items drawn from the authors'
+  "interaction list", i.e. each item with probability proportional to how often
+  it occurs in the *recommendation* interactions (``rec_item`` events). Search
+  clicks are not counted: in datasets whose searches are built from the
+  purchases (amazon-unisrec) every purchase is also a search click, and counting
+  both would weigh each purchase twice and give items only ever searched for a
+  weight the authors' list does not. Never an item of the user's history (any
   item the user ever interacted with, so never the target either);
 * search: BM25 (Lucene, k1=0.9, b=0.4) of the sample's query over item text;
   the top ``bm25_pool`` matching items, the target dropped, the first
@@ -237,6 +241,27 @@ def _up_to_date(
     return True
 
 
+def rec_negative_weights(dataset: Dataset) -> np.ndarray:
+    """Per item (dataset order), how often it occurs in the ``rec_item`` events.
+
+    The sampling weight of recommendation negatives (before excluding the
+    user's history); search events are not counted (see the module doc).
+    """
+    counts = (
+        dataset.events.filter(
+            (pl.col("behaviour") == schema.REC_ITEM) & pl.col("item_id").is_not_null()
+        )
+        .group_by("item_id")
+        .len()
+    )
+    weights = np.zeros(len(dataset.item_ids), dtype=np.float64)
+    index = dataset.item_index
+    for item, count in counts.iter_rows():
+        if item in index:
+            weights[index[item]] = count
+    return weights
+
+
 class _Builder:
     """Holds what every list of a dataset shares: popularity, histories, the BM25 index."""
 
@@ -310,18 +335,15 @@ class _Builder:
 
     @property
     def popularity(self) -> np.ndarray:
-        """Probability of each item in the interaction log (events that name an item)."""
+        """Probability of each item in the recommendation interactions (``rec_item`` events)."""
         if self._popularity is None:
-            counts = (
-                self.dataset.events.filter(pl.col("item_id").is_not_null())
-                .group_by("item_id")
-                .len()
-            )
-            weights = np.zeros(self.n_items, dtype=np.float64)
-            index = self.dataset.item_index
-            for item, count in counts.iter_rows():
-                if item in index:
-                    weights[index[item]] = count
+            weights = rec_negative_weights(self.dataset)
+            if weights.sum() <= 0:
+                raise DataError(
+                    "the dataset has no recommendation interactions to draw negatives from",
+                    where=self.dataset.path,
+                    fix="evaluate only the search task (candidates.tasks: [search])",
+                )
             self._popularity = weights / weights.sum()
             self._cdf = np.cumsum(self._popularity)
             self._cdf[-1] = 1.0

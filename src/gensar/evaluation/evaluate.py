@@ -33,6 +33,7 @@ class EvaluationResult:
     metrics: dict[str, float]
     sample_ids: np.ndarray
     per_sample: dict[str, np.ndarray] = field(repr=False)
+    ties: str = metrics.DEFAULT_TIES  #: the tie rule the metrics were computed under
 
     def to_json(self) -> dict[str, Any]:
         """The summary (no per-sample vectors), for ``results.json``."""
@@ -41,6 +42,7 @@ class EvaluationResult:
             "task": self.task,
             "split": self.split,
             "n_samples": int(self.sample_ids.size),
+            "ties": self.ties,
             "metrics": {name: round(value, 6) for name, value in self.metrics.items()},
         }
 
@@ -55,8 +57,9 @@ def evaluate_scores(
     *,
     full_scores: np.ndarray | None = None,
     full_topk: Sequence[Sequence[str]] | None = None,
-    full_ranks: np.ndarray | None = None,
+    full_ranks: metrics.TargetRanks | np.ndarray | None = None,
     item_index: dict[str, int] | None = None,
+    ties: metrics.TieRule = metrics.DEFAULT_TIES,
 ) -> EvaluationResult:
     """Metrics of one model on one candidate set.
 
@@ -66,8 +69,11 @@ def evaluate_scores(
     (needs ``item_index`` to find the targets' columns), ``full_topk`` (ranked
     item ids per sample) or ``full_ranks`` (already computed, e.g. chunk by chunk
     with :func:`metrics.rank_of_target`). Full-catalogue metric names carry the
-    prefix ``full/`` (``full/Recall@10``).
+    prefix ``full/`` (``full/Recall@10``). Every metric is computed under the
+    tie rule ``ties`` (see :mod:`gensar.evaluation.metrics`); the per-sample
+    ``rank`` is the mean possible rank under that rule.
     """
+    metrics.check_ties(ties)
     n = len(candidates)
     values: dict[str, float] = {}
     per_sample: dict[str, np.ndarray] = {}
@@ -80,8 +86,8 @@ def evaluate_scores(
                 f"expected ({n}, {width}) for {candidates.task}/{candidates.split}"
             )
         ranks = metrics.rank_of_target(candidate_scores, candidates.target_index)
-        per_sample.update(metrics.per_sample_metrics(ranks, metrics.CANDIDATE_CUTOFFS))
-        per_sample["rank"] = ranks
+        per_sample.update(metrics.per_sample_metrics(ranks, metrics.CANDIDATE_CUTOFFS, ties))
+        per_sample["rank"] = ranks.rank(ties)
 
     given = [x is not None for x in (full_scores, full_topk, full_ranks)]
     if sum(given) > 1:
@@ -94,12 +100,13 @@ def evaluate_scores(
     elif full_topk is not None:
         full_ranks = metrics.rank_in_topk(full_topk, candidates.target_item_ids)
     if full_ranks is not None:
-        full_ranks = np.asarray(full_ranks, dtype=np.float64)
-        if full_ranks.shape != (n,):
-            raise ValueError(f"{model}: {full_ranks.shape[0]} full-catalogue ranks for {n} samples")
-        for name, vector in metrics.per_sample_metrics(full_ranks, metrics.FULL_CUTOFFS).items():
+        full_ranks = metrics.as_target_ranks(full_ranks)
+        if len(full_ranks) != n:
+            raise ValueError(f"{model}: {len(full_ranks)} full-catalogue ranks for {n} samples")
+        full = metrics.per_sample_metrics(full_ranks, metrics.FULL_CUTOFFS, ties)
+        for name, vector in full.items():
             per_sample[FULL_PREFIX + name] = vector
-        per_sample[FULL_PREFIX + "rank"] = full_ranks
+        per_sample[FULL_PREFIX + "rank"] = full_ranks.rank(ties)
 
     for name, vector in per_sample.items():
         if not name.endswith("rank"):
@@ -111,4 +118,5 @@ def evaluate_scores(
         metrics=values,
         sample_ids=candidates.sample_ids,
         per_sample=per_sample,
+        ties=ties,
     )

@@ -1,10 +1,14 @@
 """GenSAR (or any model directory written by `gensar train`) as a ranking model of the protocol.
 
 Candidate lists are ranked by beam search restricted to the candidates (decoder
-mode b, the paper's protocol; ``num_beams`` best kept, the rest ranked last) or,
+mode b, the paper's protocol; the authors' code keeps ``num_beams`` = 30) or,
 with ``candidate_ranking="exact"``, by the log-likelihood of every candidate's
-identifier (mode c, the same ranking without beam pruning); the whole catalogue is ranked by constrained beam
-search (``top_k``), since a generative model does not score every item.
+identifier (mode c, the same scores without beam pruning). The beam prunes at
+every step, including after the identifier's shared (collaborative) codes, so
+only its last step is exact; the candidates it pruned come back at ``-inf``,
+tied at the bottom of the list, and the metrics' tie rule ranks the target among
+them fairly (``evaluate.ties``). The whole catalogue is ranked by constrained
+beam search (``top_k``), since a generative model does not score every item.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class GenSARRanker:
         gensar=None,
         name: str | None = None,
         batch_size: int = 64,
-        num_beams: int = 20,
+        num_beams: int = 30,
         candidate_ranking: str = "beam",
     ):
         from gensar.api import GenSAR

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from gensar.data.dataset import Dataset
 from gensar.evaluation.candidates import CandidateSet
 from gensar.evaluation.evaluate import EvaluationResult, evaluate_scores
-from gensar.evaluation.metrics import rank_of_target
+from gensar.evaluation.metrics import DEFAULT_TIES, TargetRanks, TieRule, rank_of_target
 
 
 @runtime_checkable
@@ -50,6 +50,7 @@ def evaluate_model(
     *,
     full_catalogue: bool = True,
     batch_size: int = 1024,
+    ties: TieRule = DEFAULT_TIES,
 ) -> EvaluationResult:
     """Score one candidate set with ``model`` (already fitted) and compute its metrics.
 
@@ -65,7 +66,7 @@ def evaluate_model(
     lists = candidates.candidates
     n = len(candidates)
     scores = np.empty((n, len(lists[0]) if n else 0), dtype=np.float64)
-    full_ranks: np.ndarray | None = np.empty(n) if full_catalogue else None
+    full_parts: list[TargetRanks] | None = [] if full_catalogue else None
     targets = np.array([dataset.item_index[t] for t in candidates.target_item_ids], dtype=np.int64)
     desc = f"{model.name} {candidates.task}/{candidates.split}"
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False):
@@ -74,15 +75,16 @@ def evaluate_model(
         scores[start:stop] = _checked(
             model.score_candidates(chunk, lists[start:stop]), (stop - start, scores.shape[1]), model
         )
-        if full_ranks is not None:
+        if full_parts is not None:
             try:
                 full = model.score_all(chunk)
             except NotImplementedError:
-                full_ranks = None
+                full_parts = None
                 continue
             full = _checked(full, (stop - start, len(dataset.item_ids)), model)
-            full_ranks[start:stop] = rank_of_target(full, targets[start:stop])
-    return evaluate_scores(model.name, candidates, scores, full_ranks=full_ranks)
+            full_parts.append(rank_of_target(full, targets[start:stop]))
+    full_ranks = TargetRanks.concat(full_parts) if full_parts is not None else None
+    return evaluate_scores(model.name, candidates, scores, full_ranks=full_ranks, ties=ties)
 
 
 def _checked(scores: np.ndarray, shape: tuple[int, int], model: RankingModel) -> np.ndarray:

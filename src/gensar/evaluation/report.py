@@ -17,23 +17,42 @@ import polars as pl
 
 from gensar.data.schema import RECOMMENDATION, SEARCH, SPLITS, TASKS
 from gensar.evaluation.evaluate import FULL_PREFIX, EvaluationResult
-from gensar.evaluation.metrics import CANDIDATE_CUTOFFS, FULL_CUTOFFS, SIGNIFICANCE_METRIC
+from gensar.evaluation.metrics import (
+    CANDIDATE_CUTOFFS,
+    DEFAULT_TIES,
+    FULL_CUTOFFS,
+    SIGNIFICANCE_METRIC,
+    TIE_RULE_TEXT,
+)
 from gensar.evaluation.significance import compare_to_best_other
 from gensar.io import atomic_write_bytes, write_json, write_parquet
 
-ROW_ORDER = [f"{name}@{k}" for name, ks in CANDIDATE_CUTOFFS.items() for k in ks] + [
-    f"{FULL_PREFIX}{name}@{k}" for name, ks in FULL_CUTOFFS.items() for k in ks
-]
+ROW_ORDER = (
+    [f"{name}@{k}" for name, ks in CANDIDATE_CUTOFFS.items() for k in ks]
+    + ["exact/HR@10", "exact/NDCG@10"]  # GenSAR without beam pruning, beside the beam rows
+    + [f"{FULL_PREFIX}{name}@{k}" for name, ks in FULL_CUTOFFS.items() for k in ks]
+)
 DIGITS = 4
 
 
-def results_table_markdown(results: Sequence[EvaluationResult], digits: int = DIGITS) -> str:
+def results_table_markdown(
+    results: Sequence[EvaluationResult],
+    digits: int = DIGITS,
+    *,
+    spread: dict[str, dict[str, float]] | None = None,
+    extra_rows: dict[str, dict[str, str]] | None = None,
+) -> str:
     """Markdown tables by task and split: metrics down, models across.
 
     The best value of a row is **bold**; with three or more models the second
     best is <u>underlined</u> (with two, "second" would only mean "worse").
     Values are compared as printed, so numbers that look equal get the same mark.
+    ``spread`` (``"model/task" -> metric -> std``) adds "± std" to a model's
+    cells (means over seeds); ``extra_rows`` (label -> model -> text) adds rows
+    such as the seeds or the training examples each model saw.
     """
+    spread = spread or {}
+    extra_rows = extra_rows or {}
     comparisons = compare_to_best_other(results)
     blocks: list[str] = []
     for (task, split), group in _groups(results).items():
@@ -60,6 +79,9 @@ def results_table_markdown(results: Sequence[EvaluationResult], digits: int = DI
                     text = f"**{text}**"
                 elif len(shown) > 2 and len(ordered) > 1 and shown[model] == ordered[1]:
                     text = f"<u>{text}</u>"
+                std = spread.get(f"{model}/{task}", {}).get(name)
+                if std is not None:
+                    text += f" ± {std:.{digits}f}"
                 cells.append(text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         tested = {m: comparisons.get((m, task, split)) for m in models}
@@ -68,6 +90,10 @@ def results_table_markdown(results: Sequence[EvaluationResult], digits: int = DI
                 "–" if c is None else f"{c.p_value:.2g} (vs {c.other})" for c in tested.values()
             ]
             lines.append(f"| p, {SIGNIFICANCE_METRIC} vs best other | " + " | ".join(cells) + " |")
+        for label, by_model in extra_rows.items():
+            if any(m in by_model for m in models):
+                cells = [by_model.get(m, "–") for m in models]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -172,17 +198,33 @@ def write_results(results: Sequence[EvaluationResult], out_dir: str | Path) -> d
         "per_sample": out_dir / "per_sample.parquet",
         "tradeoff": out_dir / "tradeoff.png",
     }
+    ties = _ties(results)
     write_json(
         paths["json"],
         {
+            "ties": ties,
             "results": [r.to_json() for r in results],
             "significance": [c._asdict() for c in comparisons.values()],
         },
     )
-    atomic_write_bytes(paths["markdown"], results_table_markdown(results).encode("utf-8"))
+    text = f"{tie_header(ties)}\n\n{results_table_markdown(results)}"
+    atomic_write_bytes(paths["markdown"], text.encode("utf-8"))
     write_parquet(per_sample_frame(results), paths["per_sample"])
     plot_tradeoff(results, paths["tradeoff"])
     return paths
+
+
+def _ties(results: Sequence[EvaluationResult]) -> str:
+    """The one tie rule of a set of results (mixing rules in one table is an error)."""
+    rules = {r.ties for r in results} or {DEFAULT_TIES}
+    if len(rules) > 1:
+        raise ValueError(f"results computed under different tie rules {sorted(rules)}")
+    return rules.pop()
+
+
+def tie_header(ties: str) -> str:
+    """The sentence every results header carries about ties."""
+    return f"Tie rule: {TIE_RULE_TEXT[ties]}."
 
 
 def _groups(results: Sequence[EvaluationResult]) -> dict[tuple[str, str], list[EvaluationResult]]:

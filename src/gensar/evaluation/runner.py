@@ -34,31 +34,34 @@ def evaluate_ranker(
     full_samples: int | None = 2000,
     seed: int = 0,
     batch_size: int = 256,
+    ties: metrics.TieRule = metrics.DEFAULT_TIES,
 ) -> EvaluationResult:
     """Candidate metrics on every sample, full-catalogue metrics on the shared subset."""
-    result = evaluate_model(model, dataset, candidates, full_catalogue=False, batch_size=batch_size)
+    result = evaluate_model(
+        model, dataset, candidates, full_catalogue=False, batch_size=batch_size, ties=ties
+    )
     rows = full_catalogue_rows(len(candidates), full_samples, seed)
     subset = CandidateSet(
         candidates.task, candidates.split, candidates.frame[rows], candidates.path
     )
     samples = subset.samples(dataset)
-    ranks = np.empty(len(rows))
+    parts: list[metrics.TargetRanks] = []
     for start in range(0, len(rows), batch_size):
         chunk = samples.slice(start, batch_size)
         stop = start + chunk.height
         targets = subset.target_item_ids[start:stop]
         if hasattr(model, "top_k"):
-            ranks[start:stop] = metrics.rank_in_topk(model.top_k(chunk, 20), targets)
+            parts.append(metrics.rank_in_topk(model.top_k(chunk, 20), targets))
         else:
             try:
                 scores = model.score_all(chunk)
             except NotImplementedError:
                 return result
             target_cols = np.array([dataset.item_index[t] for t in targets], dtype=np.int64)
-            ranks[start:stop] = metrics.rank_of_target(
-                np.asarray(scores, dtype=np.float64), target_cols
-            )
-    full = evaluate_scores(model.name, subset, full_ranks=ranks)
+            parts.append(metrics.rank_of_target(np.asarray(scores, dtype=np.float64), target_cols))
+    full = evaluate_scores(
+        model.name, subset, full_ranks=metrics.TargetRanks.concat(parts), ties=ties
+    )
     for name, value in full.metrics.items():
         result.metrics[name] = value
     for name, vector in full.per_sample.items():
@@ -78,6 +81,7 @@ def evaluate_models(
     seed: int = 0,
     run_dir: Path | None = None,
     log=print,
+    ties: metrics.TieRule = metrics.DEFAULT_TIES,
 ) -> list[EvaluationResult]:
     """Fit (load) and evaluate each model on each task it supports."""
     results = []
@@ -87,6 +91,8 @@ def evaluate_models(
             if task in model.tasks:
                 log(f"evaluating {model.name} on {task}/{cands.split} ({len(cands):,} lists)")
                 results.append(
-                    evaluate_ranker(model, dataset, cands, full_samples=full_samples, seed=seed)
+                    evaluate_ranker(
+                        model, dataset, cands, full_samples=full_samples, seed=seed, ties=ties
+                    )
                 )
     return results

@@ -297,6 +297,7 @@ def train_gensar(
         "stopped_early": result.stopped_early,
         "train_seconds": result.seconds,
         "examples_per_second": result.examples_per_second,
+        "examples_seen": result.examples_seen,
         "validation_history": result.history,
     }
     write_model_dir(run_dir / "model", best_dir, tokenizer, run_dir, dataset, config, summary)

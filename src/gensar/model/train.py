@@ -41,6 +41,13 @@ class TrainConfig(Section):
         gt=0,
         description="Passes over the per-epoch task mix (paper: 200 on 8 GPUs; fractions allowed).",
     )
+    examples: int | None = Field(
+        None,
+        ge=1,
+        description="Training budget in examples seen; when set it replaces epochs "
+        "(epochs = examples / examples per epoch). Equal-budget ablations give every "
+        "variant the joint model's number.",
+    )
     batch_size: int = Field(64, ge=1, description="Examples per micro-batch (per device).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     lr: float = Field(
@@ -94,6 +101,7 @@ class TrainResult:
     examples_per_second: float
     history: list[dict[str, Any]]
     interrupted: bool = False
+    examples_seen: int | None = None  #: training examples over every step (None: unknown)
 
 
 def make_batches(
@@ -185,7 +193,8 @@ def train(
     n_examples = len(epoch_examples(0))
     batches_per_epoch = math.ceil(n_examples / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
-    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
+    epochs = config.epochs if config.examples is None else config.examples / max(1, n_examples)
+    total_steps = max(1, int(round(epochs * steps_per_epoch)))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -204,6 +213,7 @@ def train(
         "history": [],
         "stopped_early": False,
         "train_seconds": 0.0,
+        "examples_seen": 0,
     }
     checkpoints = work_dir / "checkpoints"
     remove_stale_temporaries(work_dir)  # what a killed run left half-written
@@ -254,7 +264,7 @@ def train(
         return seen_examples / max(1e-9, seconds)
 
     running_loss, running_n = 0.0, 0
-    n_epochs = math.ceil(config.epochs)
+    n_epochs = math.ceil(epochs)
     while state["epoch"] < n_epochs and state["step"] < total_steps and not state["stopped_early"]:
         epoch = state["epoch"]
         examples = epoch_examples(epoch)
@@ -286,6 +296,9 @@ def train(
                 running_loss += loss.item() * len(group)
                 running_n += 1
                 seen_examples += len(indices) * accelerator.num_processes
+                state["examples_seen"] = state.get("examples_seen", 0) + len(indices) * (
+                    accelerator.num_processes
+                )
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -405,6 +418,7 @@ def _result(
         seconds=round(seconds, 2),
         examples_per_second=round(examples_per_second, 2),
         history=state["history"],
+        examples_seen=state.get("examples_seen"),
     )
 
 
