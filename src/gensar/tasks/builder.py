@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+import polars as pl
+
 from gensar.data import schema
 from gensar.tasks.config import TaskConfig
 from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES
@@ -245,14 +247,22 @@ class TaskBuilder:
 
     def epoch_examples(
         self,
-        samples_by_task: dict[str, list[dict]],
+        samples_by_task: dict[str, Sequence[dict] | SampleRows],
         query_text: dict[str, str],
         items: list[str],
         *,
         epoch: int,
         seed: int,
     ) -> list[Example]:
-        """One epoch of training examples: per-task counts of the config, drawn with (seed, epoch)."""
+        """One epoch of training examples: per-task counts of the config, drawn with (seed, epoch).
+
+        ``samples_by_task`` holds, per task, the training sample rows: a list of
+        dicts or a :class:`SampleRows` over the samples table. Only the row
+        *indices* are drawn, so with ``SampleRows`` only the drawn rows are ever
+        turned into Python objects (in chunks), and the examples are exactly
+        those a list of every row as dicts would give: ``random.sample`` picks
+        positions from the length alone.
+        """
         rng = random.Random(seed * 1_000_003 + epoch)
         n_templates = len(TEMPLATES[NRIP])
         pick = (
@@ -263,8 +273,10 @@ class TaskBuilder:
         examples: list[Example] = []
         for task in (NRIP, NSIP, NSQP):
             rows = samples_by_task.get(task, [])
-            for row in _draw(rows, self.config.counts.get(task), rng):
-                examples.append(self.sample_example(task, row, query_text, pick()))
+            indices = _draw_indices(len(rows), self.config.counts.get(task), rng)
+            for start in range(0, len(indices), _ROW_CHUNK):
+                for row in _take(rows, indices[start : start + _ROW_CHUNK]):
+                    examples.append(self.sample_example(task, row, query_text, pick()))
         for task in (DESC2ID, ID2DESC):
             count = self.config.counts.get(task)
             pairs = [(item, kind) for item in items for kind in (SEMANTIC, COLLABORATIVE)]
@@ -290,9 +302,48 @@ def to_entries(history: Sequence[dict], query_text: dict[str, str]) -> list[Hist
     return out
 
 
-def _draw(rows: list, count, rng: random.Random) -> list:
-    if count == "all" or (isinstance(count, int) and count >= len(rows)):
-        return list(rows)
+class SampleRows:
+    """Rows of a samples table, turned into dicts only when drawn.
+
+    ``samples.parquet`` rows carry a history of up to ~15 structs; as Python
+    dicts a million of them take gigabytes, while the columnar frame takes a
+    small fraction of that. An epoch draws a few thousand rows (the per-task
+    counts), so only those are converted.
+    """
+
+    COLUMNS = ("history", "query_id", "target_item_id")
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame.select(self.COLUMNS)
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def take(self, indices: Sequence[int]) -> list[dict]:
+        """The rows at ``indices`` (in that order) as dicts."""
+        if not len(indices):
+            return []
+        return self.frame[list(indices)].to_dicts()
+
+
+#: Rows converted to dicts at a time when a whole task is drawn ("all").
+_ROW_CHUNK = 8192
+
+
+def _take(rows: Sequence[dict] | SampleRows, indices: Sequence[int]) -> list[dict]:
+    if isinstance(rows, SampleRows):
+        return rows.take(indices)
+    return [rows[i] for i in indices]
+
+
+def _draw_indices(n: int, count, rng: random.Random) -> Sequence[int]:
+    """Positions drawn by :func:`_draw` from ``n`` rows (the same draws, same order)."""
+    if count == "all" or (isinstance(count, int) and count >= n):
+        return range(n)
     if not count:
         return []
-    return rng.sample(rows, count)
+    return rng.sample(range(n), count)
+
+
+def _draw(rows: list, count, rng: random.Random) -> list:
+    return [rows[i] for i in _draw_indices(len(rows), count, rng)]
