@@ -259,12 +259,39 @@ def run_size(name: str, args) -> dict[str, Any]:
             print(f"[{name}] {stage} failed; see {paths['logs'] / f'{stage}.log'}", flush=True)
             break
     manifest = json.loads((paths["dataset"] / "manifest.json").read_text())
-    return {
+    result = {
         "generated": info,
         "generate_seconds": generate_seconds,
         "counts": {k: v for k, v in manifest["counts"].items() if k != "sample_users"},
         "stages": stages,
     }
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def quick_benchmark(name: str, args) -> dict[str, Any]:
+    """``gensar benchmark`` with a copy of the quick YAML pointed at this size's dataset."""
+    import yaml
+
+    work = Path(args.work) / name
+    dataset = work / "dataset"
+    if not (dataset / "manifest.json").is_file():
+        raise SystemExit(f"prepare {name} first (run this script with --sizes {name})")
+    config = yaml.safe_load((Path(__file__).parent / "amazon-scientific-quick.yaml").read_text())
+    config["name"] = f"scale-{name}-quick"
+    config["dataset"] = {"prepared": str(dataset.resolve())}
+    config["out"] = str((work / "quick-benchmark").resolve())
+    config.pop("publish", None)
+    path = work / "quick-benchmark.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [sys.executable, "-m", "gensar.cli", "benchmark", str(path)]
+    log = work / "logs" / "quick-benchmark.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    measured = run_child(argv, log, int(args.limit_gb * 1e9))
+    print(f"[{name}] quick benchmark: {json.dumps(measured)}", flush=True)
+    result = {"config": config, **measured}
+    (work / "quick-benchmark.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -360,6 +387,14 @@ def main() -> None:
     parser.add_argument("--eval-lists", type=int, default=200)
     parser.add_argument("--limit-gb", type=float, default=9.0, help="stop a stage above this RSS")
     parser.add_argument("--keep", action="store_true", help="reuse the generated data and run")
+    parser.add_argument(
+        "--quick-benchmark",
+        action="store_true",
+        help="instead of the stages: the whole quick benchmark on each size's prepared dataset",
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="only publish what --work holds (no runs)"
+    )
     parser.add_argument("--no-publish", action="store_true", help="do not write results/")
     args = parser.parse_args()
     settings = {
@@ -369,15 +404,35 @@ def main() -> None:
         "eval_lists": args.eval_lists,
         "torch_threads": 1,
     }
+    for name in args.sizes:
+        if args.collect:
+            continue
+        if args.quick_benchmark:
+            quick_benchmark(name, args)
+        else:
+            run_size(name, args)
+        if not args.no_publish:
+            publish(args, settings)
+    if args.collect:
+        publish(args, settings)
+
+
+def publish(args, settings: dict[str, Any]) -> None:
+    """Results of every size measured so far (``--work``), merged with the published ones."""
     previous = RESULTS / "scale.json"
     results = json.loads(previous.read_text()).get("sizes", {}) if previous.is_file() else {}
-    for name in args.sizes:
-        results[name] = run_size(name, args)
-        if not args.no_publish:
-            write_results(
-                "scale", report(results, settings), {"settings": settings, "sizes": results}
+    for work in sorted(Path(args.work).iterdir()):
+        if (work / "result.json").is_file():
+            quick = results.get(work.name, {}).get("quick_benchmark")
+            results[work.name] = json.loads((work / "result.json").read_text())
+            if quick:
+                results[work.name]["quick_benchmark"] = quick
+        if (work / "quick-benchmark.json").is_file() and work.name in results:
+            results[work.name]["quick_benchmark"] = json.loads(
+                (work / "quick-benchmark.json").read_text()
             )
-            plot(results, RESULTS / "scale.png")
+    write_results("scale", report(results, settings), {"settings": settings, "sizes": results})
+    plot(results, RESULTS / "scale.png")
 
 
 if __name__ == "__main__":

@@ -26,10 +26,23 @@ class Dataset:
     manifest: dict[str, Any] = field(repr=False)
 
     def _table(self, name: str) -> pl.DataFrame:
+        return self._open(name, pl.read_parquet)
+
+    def scan(self, name: str) -> pl.LazyFrame:
+        """A lazy scan of one table, its columns checked like the eager read.
+
+        For statistics over the large ``samples`` table: a query on the scan reads
+        only the columns it names and, collected with the streaming engine, holds
+        a batch of rows at a time instead of the whole table.
+        """
+        return self._open(name, pl.scan_parquet)
+
+    def _open(self, name: str, reader):
         filename, expected = schema.FILES[name]
         file = self.path / filename
         try:
-            frame = pl.read_parquet(file)
+            frame = reader(file)
+            columns = frame.collect_schema()
         except FileNotFoundError:
             raise DataError(
                 f"missing {filename}",
@@ -43,15 +56,15 @@ class Dataset:
                 fix="prepare the dataset again with `gensar prepare`",
             ) from None
         for column, dtype in expected.items():
-            if column not in frame.columns:
+            if column not in columns:
                 raise DataError(
                     f"column '{column}' is missing",
                     where=file,
                     fix="prepare the dataset again with this version of gensar",
                 )
-            if frame.schema[column] != dtype:
+            if columns[column] != dtype:
                 raise DataError(
-                    f"column '{column}' has type {frame.schema[column]}, expected {dtype}",
+                    f"column '{column}' has type {columns[column]}, expected {dtype}",
                     where=file,
                     fix="prepare the dataset again with this version of gensar",
                 )

@@ -49,7 +49,7 @@ class SyntheticSpec:
     zipf: float = 1.0  # item popularity exponent
     session_mean: float = 4.0  # mean events per session
     second_click: float = 0.25  # chance that a search gets a second click (same query)
-    text_words: int = 5  # extra words in an item text (short texts keep MiniLM cheap)
+    text_words: int = 3  # extra words in an item text (short texts keep MiniLM cheap)
     seed: int = 0
 
 
