@@ -251,6 +251,8 @@ def run_size(name: str, args) -> dict[str, Any]:
     paths["config"].write_text(yaml.safe_dump(run_config(args)))
     limit = int(args.limit_gb * 1e9)
     stages: dict[str, Any] = {}
+    if args.keep and (work / "result.json").is_file():  # rerunning some stages only
+        stages = json.loads((work / "result.json").read_text())["stages"]
     for stage in args.stages:
         measured = run_child(stage_argv(stage, paths, args), paths["logs"] / f"{stage}.log", limit)
         stages[stage] = measured
@@ -263,7 +265,7 @@ def run_size(name: str, args) -> dict[str, Any]:
         "generated": info,
         "generate_seconds": generate_seconds,
         "counts": {k: v for k, v in manifest["counts"].items() if k != "sample_users"},
-        "stages": stages,
+        "stages": {stage: stages[stage] for stage in STAGES if stage in stages},
     }
     (work / "result.json").write_text(json.dumps(result, indent=2))
     return result

@@ -227,11 +227,12 @@ def train_gensar(
         f"model: {config.model.preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer):,}"
     )
 
-    # Columnar rows: an epoch converts only the samples it draws into dicts
-    # (all ~2M training samples as dicts took >15 GB on a MovieLens-1M-sized log).
+    # Positions in the samples table: an epoch converts only the samples it draws into
+    # dicts (all ~2M training samples as dicts took >15 GB on a MovieLens-1M-sized log),
+    # and no filtered copy of the table is made.
     train_rows = {
-        NRIP: SampleRows(dataset.samples_for(schema.RECOMMENDATION, "train")),
-        NSIP: SampleRows(dataset.samples_for(schema.SEARCH, "train")),
+        NRIP: SampleRows.of(dataset.samples, schema.RECOMMENDATION, "train"),
+        NSIP: SampleRows.of(dataset.samples, schema.SEARCH, "train"),
     }
     train_rows[NSQP] = train_rows[NSIP]
     query_text = dataset.query_text

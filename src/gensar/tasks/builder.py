@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
 from gensar.data import schema
@@ -313,17 +314,26 @@ class SampleRows:
 
     COLUMNS = ("history", "query_id", "target_item_id")
 
-    def __init__(self, frame: pl.DataFrame):
-        self.frame = frame.select(self.COLUMNS)
+    def __init__(self, frame: pl.DataFrame, rows: np.ndarray | None = None):
+        """``rows``: positions in ``frame`` of the rows to draw from (default: all), so
+        a task's training rows need no filtered copy of the table."""
+        self.frame = frame.select(self.COLUMNS)  # shares the column buffers
+        self.rows = np.arange(frame.height) if rows is None else np.asarray(rows, dtype=np.int64)
+
+    @classmethod
+    def of(cls, samples: pl.DataFrame, task: str, split: str) -> SampleRows:
+        """The rows of one task and split, in table order (``Dataset.samples_for``'s order)."""
+        mask = (samples["task"] == task) & (samples["split"] == split)
+        return cls(samples, np.flatnonzero(mask.to_numpy()))
 
     def __len__(self) -> int:
-        return self.frame.height
+        return int(self.rows.size)
 
     def take(self, indices: Sequence[int]) -> list[dict]:
         """The rows at ``indices`` (in that order) as dicts."""
         if not len(indices):
             return []
-        return self.frame[list(indices)].to_dicts()
+        return self.frame[self.rows[np.asarray(indices, dtype=np.int64)]].to_dicts()
 
 
 #: Rows converted to dicts at a time when a whole task is drawn ("all").
