@@ -111,15 +111,24 @@ class Dataset:
             raise ValueError(f"unknown task {task!r}; expected one of {schema.TASKS}")
         if split not in schema.SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {schema.SPLITS}")
-        return self.samples.filter((pl.col("task") == task) & (pl.col("split") == split))
+        wanted = (pl.col("task") == task) & (pl.col("split") == split)
+        if "samples" in self.__dict__:  # the whole table is loaded already
+            return self.samples.filter(wanted)
+        # Read only these rows (the file is sorted by task and split, so Parquet
+        # statistics skip most of it): SASRec and the candidate lists need a
+        # split or two, not the ~1 GB of histories of every training sample.
+        return self.scan("samples").filter(wanted).collect()
 
     @cached_property
     def _heldout_time(self) -> dict[str, int]:
         """Per user, the earliest time of any validation or test target (either task)."""
+        source = self.samples.lazy() if "samples" in self.__dict__ else self.scan("samples")
         held = (
-            self.samples.filter(pl.col("split") != "train")
+            source.select("user_id", "split", "time")
+            .filter(pl.col("split") != "train")
             .group_by("user_id")
             .agg(pl.col("time").min().alias("cutoff"))
+            .collect()
         )
         return dict(zip(held["user_id"].to_list(), held["cutoff"].to_list(), strict=True))
 
