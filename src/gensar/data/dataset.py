@@ -119,6 +119,13 @@ class Dataset:
         # split or two, not the ~1 GB of histories of every training sample.
         return self.scan("samples").filter(wanted).collect()
 
+    def samples_with_ids(self, sample_ids) -> pl.DataFrame:
+        """The sample rows whose ``sample_id`` is in ``sample_ids`` (table order); read
+        from the file alone unless the whole table is loaded already."""
+        source = self.samples.lazy() if "samples" in self.__dict__ else self.scan("samples")
+        ids = pl.Series("sample_id", sample_ids, dtype=pl.Int64)
+        return source.filter(pl.col("sample_id").is_in(ids.implode())).collect()
+
     @cached_property
     def _heldout_time(self) -> dict[str, int]:
         """Per user, the earliest time of any validation or test target (either task)."""
