@@ -145,9 +145,14 @@ def test_lazy_drawing_gives_exactly_the_eager_examples(synthetic, counts):
     search = dataset.samples_for(schema.SEARCH, "train")
     eager_rows = {NRIP: rec.to_dicts(), NSIP: search.to_dicts()}
     eager_rows[NSQP] = eager_rows[NSIP]
+    # Several chunks, like a table read from a Parquet file with several row groups.
+    table = dataset.samples
+    cuts = [0, table.height // 5, table.height // 2, table.height - 3, table.height]
+    chunked = pl.concat([table[a:b] for a, b in zip(cuts, cuts[1:], strict=False)], rechunk=False)
+    assert chunked["history"].n_chunks() == 4
     lazy_rows = {
-        NRIP: SampleRows.of(dataset.samples, schema.RECOMMENDATION, "train"),
-        NSIP: SampleRows.of(dataset.samples, schema.SEARCH, "train"),
+        NRIP: SampleRows.of(chunked, schema.RECOMMENDATION, "train"),
+        NSIP: SampleRows.of(chunked, schema.SEARCH, "train"),
     }
     lazy_rows[NSQP] = lazy_rows[NSIP]
     for epoch in (0, 3):

@@ -330,10 +330,31 @@ class SampleRows:
         return int(self.rows.size)
 
     def take(self, indices: Sequence[int]) -> list[dict]:
-        """The rows at ``indices`` (in that order) as dicts."""
+        """The rows at ``indices`` (in that order) as dicts.
+
+        Gathered chunk by chunk of the table: a gather over a table read from
+        Parquet (one chunk per row group) first copies every column into one
+        chunk, i.e. the whole history column (+1.7 GB and 6 s for 2,000 rows of
+        a MovieLens-1M-sized table).
+        """
         if not len(indices):
             return []
-        return self.frame[self.rows[np.asarray(indices, dtype=np.int64)]].to_dicts()
+        rows = self.rows[np.asarray(indices, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        ranked = rows[order]
+        bounds = np.cumsum([0, *self.frame["history"].chunk_lengths()])
+        parts = []
+        cut = np.searchsorted(ranked, bounds)
+        for chunk in range(bounds.size - 1):
+            picked = ranked[cut[chunk] : cut[chunk + 1]]
+            if picked.size:
+                start = int(bounds[chunk])
+                piece = self.frame.slice(start, int(bounds[chunk + 1]) - start)
+                parts.extend(piece[picked - start].to_dicts())
+        out: list[dict] = [{}] * rows.size
+        for position, row in zip(order.tolist(), parts, strict=True):
+            out[position] = row
+        return out
 
 
 #: Rows converted to dicts at a time when a whole task is drawn ("all").
