@@ -228,7 +228,8 @@ def train_gensar(
     )
 
     # Positions in the samples table: an epoch converts only the samples it draws into
-    # dicts (all ~2M training samples as dicts took >15 GB on a MovieLens-1M-sized log),
+    # dicts (all ~2M training samples of a MovieLens-1M-sized log as dicts drove the quick
+    # benchmark to 24 GB there),
     # and no filtered copy of the table is made.
     train_rows = {
         NRIP: SampleRows.of(dataset.samples, schema.RECOMMENDATION, "train"),
