@@ -228,9 +228,8 @@ def train_gensar(
     )
 
     # Positions in the samples table: an epoch converts only the samples it draws into
-    # dicts (all ~2M training samples of a MovieLens-1M-sized log as dicts drove the quick
-    # benchmark to 24 GB there),
-    # and no filtered copy of the table is made.
+    # dicts (all ~2M training samples of a MovieLens-1M-sized log as dicts drove the
+    # quick benchmark to 24 GB there), and no filtered copy of the table is made.
     train_rows = {
         NRIP: SampleRows.of(dataset.samples, schema.RECOMMENDATION, "train"),
         NSIP: SampleRows.of(dataset.samples, schema.SEARCH, "train"),
