@@ -368,6 +368,22 @@ def report(results: dict[str, Any], settings: dict[str, Any]) -> str:
                 bad = "" if m["exit_code"] == 0 else " **failed**"
                 cells.append(f"{m['seconds']:.1f} s / {m['peak_rss_gb']:.2f} GB{bad}")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    quick = [s for s in sizes if "quick_benchmark" in results[s]]
+    if quick:
+        lines += [
+            "",
+            "Whole quick benchmark (`gensar benchmark`, a copy of "
+            "benchmarks/amazon-scientific-quick.yaml pointed at the dataset, one process; "
+            "`--quick-benchmark`):",
+            "",
+        ]
+        for s in quick:
+            q = results[s]["quick_benchmark"]
+            status = "" if q["exit_code"] == 0 else f" (exit code {q['exit_code']})"
+            lines.append(
+                f"- {s}: peak {q['peak_rss_gb']:.2f} GB, {q['seconds'] / 60:.0f} min wall{status}"
+                + (f" ({q['note']})" if q.get("note") else "")
+            )
     lines += ["", *GROWTH_NOTES]
     peaks = {
         s: max((m["peak_rss_gb"] for m in results[s]["stages"].values()), default=0) for s in sizes
