@@ -26,10 +26,23 @@ class Dataset:
     manifest: dict[str, Any] = field(repr=False)
 
     def _table(self, name: str) -> pl.DataFrame:
+        return self._open(name, pl.read_parquet)
+
+    def scan(self, name: str) -> pl.LazyFrame:
+        """A lazy scan of one table, its columns checked like the eager read.
+
+        For statistics over the large ``samples`` table: a query on the scan reads
+        only the columns it names and, collected with the streaming engine, holds
+        a batch of rows at a time instead of the whole table.
+        """
+        return self._open(name, pl.scan_parquet)
+
+    def _open(self, name: str, reader):
         filename, expected = schema.FILES[name]
         file = self.path / filename
         try:
-            frame = pl.read_parquet(file)
+            frame = reader(file)
+            columns = frame.collect_schema()
         except FileNotFoundError:
             raise DataError(
                 f"missing {filename}",
@@ -43,15 +56,15 @@ class Dataset:
                 fix="prepare the dataset again with `gensar prepare`",
             ) from None
         for column, dtype in expected.items():
-            if column not in frame.columns:
+            if column not in columns:
                 raise DataError(
                     f"column '{column}' is missing",
                     where=file,
                     fix="prepare the dataset again with this version of gensar",
                 )
-            if frame.schema[column] != dtype:
+            if columns[column] != dtype:
                 raise DataError(
-                    f"column '{column}' has type {frame.schema[column]}, expected {dtype}",
+                    f"column '{column}' has type {columns[column]}, expected {dtype}",
                     where=file,
                     fix="prepare the dataset again with this version of gensar",
                 )
@@ -98,15 +111,31 @@ class Dataset:
             raise ValueError(f"unknown task {task!r}; expected one of {schema.TASKS}")
         if split not in schema.SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {schema.SPLITS}")
-        return self.samples.filter((pl.col("task") == task) & (pl.col("split") == split))
+        wanted = (pl.col("task") == task) & (pl.col("split") == split)
+        if "samples" in self.__dict__:  # the whole table is loaded already
+            return self.samples.filter(wanted)
+        # Read only these rows (the file is sorted by task and split, so Parquet
+        # statistics skip most of it): SASRec and the candidate lists need a
+        # split or two, not the ~1 GB of histories of every training sample.
+        return self.scan("samples").filter(wanted).collect()
+
+    def samples_with_ids(self, sample_ids) -> pl.DataFrame:
+        """The sample rows whose ``sample_id`` is in ``sample_ids`` (table order); read
+        from the file alone unless the whole table is loaded already."""
+        source = self.samples.lazy() if "samples" in self.__dict__ else self.scan("samples")
+        ids = pl.Series("sample_id", sample_ids, dtype=pl.Int64)
+        return source.filter(pl.col("sample_id").is_in(ids.implode())).collect()
 
     @cached_property
     def _heldout_time(self) -> dict[str, int]:
         """Per user, the earliest time of any validation or test target (either task)."""
+        source = self.samples.lazy() if "samples" in self.__dict__ else self.scan("samples")
         held = (
-            self.samples.filter(pl.col("split") != "train")
+            source.select("user_id", "split", "time")
+            .filter(pl.col("split") != "train")
             .group_by("user_id")
             .agg(pl.col("time").min().alias("cutoff"))
+            .collect()
         )
         return dict(zip(held["user_id"].to_list(), held["cutoff"].to_list(), strict=True))
 

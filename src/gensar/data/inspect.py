@@ -16,8 +16,11 @@ def dataset_statistics(path: str | Path) -> dict[str, Any]:
     samples per task and split, computed from the files (not copied from the manifest)."""
     ds = load_dataset(path)
     events = ds.events
-    samples = ds.samples.select(
-        "task", "split", "user_id", pl.col("history").list.len().alias("history_len")
+    # Streamed from the file: the history column is only counted, never held whole.
+    samples = (
+        ds.scan("samples")
+        .select("task", "split", "user_id", pl.col("history").list.len().alias("history_len"))
+        .collect(engine="streaming")
     )
     by_behaviour = dict(events.group_by("behaviour").len().iter_rows())
     per_user = events.group_by("user_id").agg(

@@ -20,8 +20,10 @@ target is the test sample, the one before it the validation sample, the rest tra
 
 from __future__ import annotations
 
+from array import array
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -61,8 +63,17 @@ def build_samples(
     """Build ``samples.parquet`` rows from events sorted in canonical order.
 
     Returns the samples and counts of what the filters dropped (for the manifest).
+
+    Memory stays near the size of the result: users are walked as slices of the
+    event table (no frame per user), history windows are kept as one flat array
+    of event ids, and the history structs are gathered from the events chunk by
+    chunk, in the final sample order (a few bytes per history entry at any time
+    besides the result; the explode/join/group-by this replaces held several
+    copies of every entry at once).
     """
-    rows: dict[str, list] = {name: [] for name in schema.SAMPLES_SCHEMA}
+    rows: dict[str, list] = {name: [] for name in schema.SAMPLES_SCHEMA if name != "history"}
+    flat_history = array("q")  # event ids of every window, sample after sample
+    history_length = array("q")
     dropped = {
         "targets_short_history": 0,
         "user_tasks_too_few_targets": 0,
@@ -71,7 +82,7 @@ def build_samples(
     columns = events.select(
         "event_id", "user_id", "time", "behaviour", "item_id", "query_id", "session_id"
     )
-    for user_events in columns.partition_by("user_id", maintain_order=True):
+    for user_events in _per_user(columns):
         user = user_events["user_id"][0]
         per_task = _user_targets(user_events, options, dropped)
         kept_any = False
@@ -93,7 +104,8 @@ def build_samples(
                 rows["target_item_id"].append(item)
                 rows["query_id"].append(query)
                 rows["time"].append(time)
-                rows["history"].append(history)
+                flat_history.extend(history)
+                history_length.append(len(history))
         if not kept_any:
             dropped["users_without_target"] += 1
             if options.on_unusable_user == "error":
@@ -104,22 +116,96 @@ def build_samples(
                     fix="remove such users, lower samples.min_samples_per_user / min_*_history, "
                     "or set samples.on_unusable_user=drop",
                 )
-    history_ids = rows.pop("history")
     samples = pl.DataFrame(
         rows, schema={k: v for k, v in schema.SAMPLES_SCHEMA.items() if k != "history"}
     )
-    samples = samples.with_columns(pl.Series("history_ids", history_ids, dtype=pl.List(pl.Int64)))
-    samples = _attach_histories(samples, events)
+    del rows
     task_order = pl.col("task").replace_strict(
         {t: i for i, t in enumerate(schema.TASKS)}, return_dtype=pl.Int8
     )
     split_order = pl.col("split").replace_strict(
         {s: i for i, s in enumerate(schema.SPLITS)}, return_dtype=pl.Int8
     )
-    samples = samples.sort(task_order, split_order, "target_event_id").with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("sample_id")
+    samples = (
+        samples.with_row_index("_row")
+        .sort(task_order, split_order, "target_event_id")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("sample_id"))
     )
-    return samples, dropped
+    order = samples["_row"].to_numpy().astype(np.int64)
+    history = _gather_histories(
+        events,
+        np.frombuffer(flat_history, dtype=np.int64),
+        np.frombuffer(history_length, dtype=np.int64),
+        order,
+    )
+    samples = samples.drop("_row").with_columns(history)
+    return samples.select(list(schema.SAMPLES_SCHEMA)), dropped
+
+
+def _per_user(columns: pl.DataFrame):
+    """Each user's events as a zero-copy slice (events in canonical order are grouped by
+    user); a table whose users are not contiguous falls back to ``partition_by``."""
+    runs = columns["user_id"].rle().struct.unnest()
+    if runs["value"].n_unique() != runs.height:
+        yield from columns.partition_by("user_id", maintain_order=True)
+        return
+    start = 0
+    for length in runs["len"].to_list():
+        yield columns.slice(start, length)
+        start += length
+
+
+#: Samples whose history structs are gathered at once.
+_HISTORY_CHUNK = 100_000
+
+
+def _gather_histories(
+    events: pl.DataFrame, flat: np.ndarray, lengths: np.ndarray, order: np.ndarray
+) -> pl.Series:
+    """The ``history`` column: for each sample (in ``order``), its window's events as structs.
+
+    ``flat`` holds the windows' event ids one sample after another, ``lengths``
+    how many belong to each sample (in build order); the structs come from one
+    gather of event rows per chunk and a list array over them (no join).
+    """
+    dtype = schema.SAMPLES_SCHEMA["history"]
+    fields = ["behaviour", "item_id", "query_id", "time"]
+    info = events.select(fields)
+    ids = events["event_id"].to_numpy()
+    if ids.size and np.array_equal(ids, np.arange(ids.size)):
+        row_of = None  # canonical order: the event id is the row number
+    else:
+        by_id = np.argsort(ids, kind="stable")
+        row_of = (by_id, ids[by_id])
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    parts = []
+    for begin in range(0, order.size, _HISTORY_CHUNK):
+        rows = order[begin : begin + _HISTORY_CHUNK]
+        lens = lengths[rows]
+        offsets = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        # Position in `flat` of every entry of these samples, in their order.
+        within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lens)
+        event_ids = flat[np.repeat(starts[rows], lens) + within]
+        if row_of is not None:
+            event_ids = row_of[0][np.searchsorted(row_of[1], event_ids)]
+        values = info[event_ids].with_columns(
+            pl.Series("_row", np.repeat(np.arange(rows.size, dtype=np.int64), lens))
+        )
+        grouped = values.group_by("_row", maintain_order=True).agg(
+            pl.struct(fields).alias("history")
+        )
+        if grouped.height < rows.size:  # samples with an empty window
+            grouped = (
+                pl.DataFrame({"_row": np.arange(rows.size, dtype=np.int64)})
+                .join(grouped, on="_row", how="left", maintain_order="left")
+                .with_columns(pl.col("history").fill_null(pl.lit([], dtype=dtype)))
+            )
+        parts.append(grouped["history"].cast(dtype))
+    if not parts:
+        return pl.Series("history", [], dtype=dtype)
+    return pl.concat(parts, rechunk=False).alias("history")
 
 
 def _user_targets(
@@ -214,35 +300,3 @@ def _window(
     chosen = earlier[-options.max_search_sessions :] if options.max_search_sessions else []
     search = [pos for session in chosen for pos in session_events[session]]
     return sorted(rec + search)
-
-
-def _attach_histories(samples: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Replace each sample's list of history event ids by the events themselves.
-
-    Done as one explode/join/group-by in polars: building ~10^6 small Python
-    dicts and converting them is what made this step slow.
-    """
-    entry = pl.struct("behaviour", "item_id", "query_id", "time").alias("history")
-    info = events.select("event_id", "behaviour", "item_id", "query_id", "time")
-    exploded = (
-        samples.select(pl.int_range(pl.len()).alias("_row"), "history_ids")
-        .explode("history_ids")
-        .drop_nulls("history_ids")
-        .join(info, left_on="history_ids", right_on="event_id", how="left", maintain_order="left")
-    )
-    grouped = exploded.group_by("_row", maintain_order=True).agg(entry)
-    histories = (
-        pl.DataFrame({"_row": range(samples.height)}, schema={"_row": pl.Int64})
-        .join(
-            grouped.with_columns(pl.col("_row").cast(pl.Int64)),
-            on="_row",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(
-            pl.col("history").fill_null(pl.lit([], dtype=schema.SAMPLES_SCHEMA["history"]))
-        )
-    )
-    return samples.drop("history_ids").with_columns(
-        histories["history"].cast(schema.SAMPLES_SCHEMA["history"])
-    )

@@ -119,7 +119,8 @@ class CandidateSet:
     def samples(self, dataset: Dataset) -> pl.DataFrame:
         """The dataset's sample rows (history, query, time...) in this list's row order."""
         order = pl.DataFrame({"sample_id": self.sample_ids}, schema={"sample_id": pl.Int64})
-        rows = order.join(dataset.samples, on="sample_id", how="left", maintain_order="left")
+        found = dataset.samples_with_ids(self.sample_ids)  # not the whole table
+        rows = order.join(found, on="sample_id", how="left", maintain_order="left")
         if rows["task"].null_count():
             raise DataError(
                 f"{rows['task'].null_count()} candidate samples are not in the dataset",
