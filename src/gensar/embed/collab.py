@@ -33,7 +33,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from gensar import __version__
@@ -41,8 +40,9 @@ from gensar.data.dataset import Dataset, load_dataset
 from gensar.embed.sasrec import PAD, SASRec, SASRecConfig, pad_left
 from gensar.embed.store import ItemEmbeddings
 from gensar.errors import DataError, GensarError
-from gensar.io import atomic_output_dir, read_json, write_json
+from gensar.io import atomic_output_dir
 from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
+from gensar.weights import load_weights, read_weights_folder, save_weights_folder
 
 FORMAT = "gensar-sasrec"
 FORMAT_VERSION = 2  # 2: post-LN/RecBole variants (input_norm, optional final_norm)
@@ -361,24 +361,18 @@ def save_model(
     summary: dict[str, Any],
 ) -> None:
     """``model.safetensors`` (weights + popularity) and ``config.json`` into ``folder``."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = dict(model.state_dict())
     tensors["popularity"] = torch.from_numpy(popularity.astype(np.float32))
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT})
-    write_json(
-        folder / "config.json",
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "gensar_version": __version__,
-            "config": config.model_dump(mode="json"),
-            "n_items": len(item_ids),
-            "item_ids": list(item_ids),
-            "dataset": {
-                "path": str(dataset.path.resolve()),
-                "content_hash": dataset.manifest.get("content_hash"),
-            },
-            "best": summary,
-        },
+    save_weights_folder(
+        folder,
+        tensors,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        config=config,
+        dataset=dataset,
+        n_items=len(item_ids),
+        item_ids=list(item_ids),
+        best=summary,
     )
 
 
@@ -408,39 +402,18 @@ class SASRecRecommender:
     @classmethod
     def load(cls, sasrec_dir: str | Path, device: str = "auto") -> SASRecRecommender:
         """Load ``run_dir/embeddings/sasrec`` as written by :func:`train_collaborative`."""
-        folder = Path(sasrec_dir)
-        config_file, weights_file = folder / "config.json", folder / "model.safetensors"
-        if not config_file.is_file() or not weights_file.is_file():
-            raise GensarError(
-                "not a trained SASRec folder (config.json or model.safetensors missing)",
-                where=folder,
-                fix="run `gensar embed-collab DATASET RUN_DIR` and pass RUN_DIR/embeddings/sasrec",
-            )
-        try:
-            info = read_json(config_file)
-        except ValueError as err:
-            raise GensarError(
-                f"config.json is not valid JSON ({err})", where=config_file, fix="retrain SASRec"
-            ) from None
-        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
-            raise GensarError(
-                f"unsupported format {info.get('format')!r} v{info.get('format_version')}",
-                where=config_file,
-                fix="retrain SASRec with this version of gensar",
-            )
+        info, tensors, weights_file = read_weights_folder(
+            sasrec_dir,
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            what="SASRec",
+            fix_missing="run `gensar embed-collab DATASET RUN_DIR` and pass RUN_DIR/embeddings/sasrec",
+        )
         config = SASRecConfig.model_validate(info["config"])
         item_ids = info["item_ids"]
-        tensors = load_file(str(weights_file))
         popularity = tensors.pop("popularity").numpy()
         model = SASRec(len(item_ids), config)
-        try:
-            model.load_state_dict(tensors)
-        except RuntimeError as err:
-            raise GensarError(
-                f"weights do not match config.json ({str(err).splitlines()[0]})",
-                where=weights_file,
-                fix="retrain SASRec",
-            ) from None
+        load_weights(model, tensors, weights_file, "SASRec")
         return cls(model, item_ids, popularity, config, pick_device(device))
 
     @property

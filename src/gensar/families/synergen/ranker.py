@@ -16,17 +16,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from safetensors.torch import load_file
 
 from gensar.data import schema
 from gensar.data.dataset import Dataset
-from gensar.errors import DataError, GensarError
+from gensar.errors import DataError
 from gensar.families.synergen import data as D
 from gensar.families.synergen.config import SynerGenConfig
 from gensar.families.synergen.model import SynerGen
 from gensar.families.synergen.train import FORMAT, FORMAT_VERSION, MODEL_DIR
-from gensar.io import read_json
 from gensar.utils import pick_device, torch_threads
+from gensar.weights import load_weights, read_weights_folder
 
 
 class LoadedSynerGen:
@@ -43,37 +42,16 @@ class LoadedSynerGen:
 
 def load(model_dir: str | Path, device: str = "auto") -> LoadedSynerGen:
     """Load ``run_dir/synergen`` as written by :func:`gensar.families.synergen.train.train`."""
-    folder = Path(model_dir)
-    config_file, weights_file = folder / "config.json", folder / "model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        raise GensarError(
-            "not a trained SynerGen folder (config.json or model.safetensors missing)",
-            where=folder,
-            fix="train SynerGen first and pass RUN/synergen",
-        )
-    try:
-        info = read_json(config_file)
-    except ValueError as err:
-        raise GensarError(
-            f"config.json is not valid JSON ({err})", where=config_file, fix="retrain SynerGen"
-        ) from None
-    if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
-        raise GensarError(
-            f"unsupported format {info.get('format')!r} v{info.get('format_version')}",
-            where=config_file,
-            fix="retrain SynerGen with this version of gensar",
-        )
+    info, tensors, weights_file = read_weights_folder(
+        model_dir,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        what="SynerGen",
+        fix_missing="train SynerGen first and pass RUN/synergen",
+    )
     config = SynerGenConfig.model_validate(info["config"])
-    tensors = load_file(str(weights_file))
     model = SynerGen(config, tensors["item_text"], tensors["query_text"])
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise GensarError(
-            f"weights do not match config.json ({str(err).splitlines()[0]})",
-            where=weights_file,
-            fix="retrain SynerGen",
-        ) from None
+    load_weights(model, tensors, weights_file, "SynerGen")
     return LoadedSynerGen(model, info, pick_device(device))
 
 

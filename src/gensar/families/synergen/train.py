@@ -40,7 +40,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from gensar import __version__
 from gensar.data.dataset import Dataset, load_dataset
 from gensar.embed.collab import make_batches
 from gensar.embed.semantic import SemanticConfig
@@ -50,9 +49,10 @@ from gensar.families.synergen.config import SynerGenConfig
 from gensar.families.synergen.losses import bpr_loss, infonce_loss, pointwise_loss, softmax_loss
 from gensar.families.synergen.model import SynerGen
 from gensar.families.synergen.text import item_text_vectors, query_text_vectors
-from gensar.io import atomic_output_dir, write_json
+from gensar.io import atomic_output_dir
 from gensar.model.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
+from gensar.weights import save_weights_folder
 
 FORMAT = "gensar-synergen"
 FORMAT_VERSION = 1
@@ -406,22 +406,15 @@ def save_model(
     folder: Path, model: SynerGen, config: SynerGenConfig, dataset: Dataset, summary: dict
 ) -> None:
     """``model.safetensors`` and ``config.json`` of a trained model into ``folder``."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT})
-    write_json(
-        folder / "config.json",
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "gensar_version": __version__,
-            "config": config.model_dump(mode="json"),
-            "item_ids": dataset.item_ids,
-            "query_ids": dataset.queries["query_id"].to_list(),
-            "query_texts": dataset.queries["text"].to_list(),
-            "dataset": {
-                "path": str(dataset.path.resolve()),
-                "content_hash": dataset.manifest.get("content_hash"),
-            },
-            "summary": summary,
-        },
+    save_weights_folder(
+        folder,
+        model.state_dict(),
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        config=config,
+        dataset=dataset,
+        item_ids=dataset.item_ids,
+        query_ids=dataset.queries["query_id"].to_list(),
+        query_texts=dataset.queries["text"].to_list(),
+        summary=summary,
     )
