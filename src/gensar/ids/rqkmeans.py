@@ -39,7 +39,15 @@ from tqdm.auto import tqdm
 from gensar.errors import DataError
 from gensar.ids.config import IndexConfig
 from gensar.ids.quantize import ResidualQuantizer, kmeans, squared_distances
-from gensar.ids.rqvae import COLLABORATIVE, KIND_PREFIX, SEMANTIC, SHARED, Encoded, LevelSpec
+from gensar.ids.rqvae import (
+    COLLABORATIVE,
+    SEMANTIC,
+    SHARED,
+    Encoded,
+    IdentifierLevels,
+    LevelSpec,
+    level_specs,
+)
 
 
 def balanced_assign(dist: Tensor, capacity: int) -> Tensor:
@@ -93,7 +101,7 @@ def lloyd(
     return centres
 
 
-class ResidualKMeans(nn.Module):
+class ResidualKMeans(IdentifierLevels, nn.Module):
     """Codebooks of residual k-means for one identifier variant (no trainable encoder)."""
 
     method = "rqkmeans"
@@ -113,31 +121,8 @@ class ResidualKMeans(nn.Module):
             self.register_buffer(f"scale_{t}", torch.ones(()))
 
     def _level_specs(self) -> list[LevelSpec]:
-        cfg = self.config
         ds, dc = self.input_dims[SEMANTIC], self.input_dims[COLLABORATIVE]
-        if self.variant == "joint":
-            return (
-                [LevelSpec(f"m{i + 1}", SHARED, ds + dc) for i in range(cfg.shared_levels)]
-                + [LevelSpec(f"s{i + 1}", SEMANTIC, ds) for i in range(cfg.specific_levels)]
-                + [LevelSpec(f"c{i + 1}", COLLABORATIVE, dc) for i in range(cfg.specific_levels)]
-            )
-        prefix, dim = KIND_PREFIX[self.variant], self.input_dims[self.variant]
-        return [LevelSpec(f"{prefix}{i + 1}", self.variant, dim) for i in range(cfg.levels)]
-
-    @property
-    def level_names(self) -> list[str]:
-        return [spec.name for spec in self.levels]
-
-    def identifier_levels(self) -> dict[str, list[str]]:
-        """Level names forming each identifier (Eq. 5); one identifier twice for ablations."""
-        names = self.level_names
-        if self.variant != "joint":
-            return {SEMANTIC: names, COLLABORATIVE: names}
-        shared = [s.name for s in self.levels if s.kind == SHARED]
-        return {
-            kind: shared + [s.name for s in self.levels if s.kind == kind]
-            for kind in (SEMANTIC, COLLABORATIVE)
-        }
+        return level_specs(self.variant, self.config, ds + dc, self.input_dims)
 
     # --- standardisation -------------------------------------------------------------------
 

@@ -74,7 +74,55 @@ def mlp(dims: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class JointRQVAE(nn.Module):
+def level_specs(
+    variant: str, config: IndexConfig, shared_dim: int, side_dims: dict[str, int]
+) -> list[LevelSpec]:
+    """The quantiser levels of a variant: ``L_m`` shared, then ``L_n`` per side (Eq. 2-4).
+
+    A single-identifier ablation (``variant`` semantic or collaborative) has
+    ``config.levels`` levels of its own kind instead.
+    """
+    if variant == "joint":
+        return (
+            [LevelSpec(f"m{i + 1}", SHARED, shared_dim) for i in range(config.shared_levels)]
+            + [
+                LevelSpec(f"s{i + 1}", SEMANTIC, side_dims[SEMANTIC])
+                for i in range(config.specific_levels)
+            ]
+            + [
+                LevelSpec(f"c{i + 1}", COLLABORATIVE, side_dims[COLLABORATIVE])
+                for i in range(config.specific_levels)
+            ]
+        )
+    prefix = KIND_PREFIX[variant]
+    return [
+        LevelSpec(f"{prefix}{i + 1}", variant, side_dims[variant]) for i in range(config.levels)
+    ]
+
+
+class IdentifierLevels:
+    """Level names and the identifiers they form, shared by every index model."""
+
+    variant: str
+    levels: list[LevelSpec]
+
+    @property
+    def level_names(self) -> list[str]:
+        return [spec.name for spec in self.levels]
+
+    def identifier_levels(self) -> dict[str, list[str]]:
+        """Level names forming each identifier (Eq. 5); one identifier twice for ablations."""
+        names = self.level_names
+        if self.variant != "joint":
+            return {SEMANTIC: names, COLLABORATIVE: names}
+        shared = [s.name for s in self.levels if s.kind == SHARED]
+        return {
+            kind: shared + [s.name for s in self.levels if s.kind == kind]
+            for kind in (SEMANTIC, COLLABORATIVE)
+        }
+
+
+class JointRQVAE(IdentifierLevels, nn.Module):
     """Encoders, residual quantisers and decoders of one identifier variant."""
 
     def __init__(self, config: IndexConfig, semantic_dim: int, collaborative_dim: int):
@@ -103,30 +151,8 @@ class JointRQVAE(nn.Module):
             self.register_buffer(f"scale_{t}", torch.ones(()))
 
     def _level_specs(self) -> list[LevelSpec]:
-        cfg, d = self.config, self.config.latent_dim
-        if self.variant == "joint":
-            return (
-                [LevelSpec(f"m{i + 1}", SHARED, 2 * d) for i in range(cfg.shared_levels)]
-                + [LevelSpec(f"s{i + 1}", SEMANTIC, d) for i in range(cfg.specific_levels)]
-                + [LevelSpec(f"c{i + 1}", COLLABORATIVE, d) for i in range(cfg.specific_levels)]
-            )
-        prefix = KIND_PREFIX[self.variant]
-        return [LevelSpec(f"{prefix}{i + 1}", self.variant, d) for i in range(cfg.levels)]
-
-    @property
-    def level_names(self) -> list[str]:
-        return [spec.name for spec in self.levels]
-
-    def identifier_levels(self) -> dict[str, list[str]]:
-        """Level names forming each identifier (Eq. 5); one identifier twice for ablations."""
-        names = self.level_names
-        if self.variant != "joint":
-            return {SEMANTIC: names, COLLABORATIVE: names}
-        shared = [s.name for s in self.levels if s.kind == SHARED]
-        return {
-            SEMANTIC: shared + [s.name for s in self.levels if s.kind == SEMANTIC],
-            COLLABORATIVE: shared + [s.name for s in self.levels if s.kind == COLLABORATIVE],
-        }
+        d = self.config.latent_dim
+        return level_specs(self.variant, self.config, 2 * d, {SEMANTIC: d, COLLABORATIVE: d})
 
     # --- input normalisation -------------------------------------------------------------
 
