@@ -159,11 +159,11 @@ def synthetic_workload(args: argparse.Namespace, rng: np.random.Generator) -> Wo
 
 def trained_workload(args: argparse.Namespace, rng: np.random.Generator) -> Workload:
     """A trained model, its collaborative identifiers, real test users' NRIP instructions."""
-    from gensar.api import GenSAR
     from gensar.data import schema
     from gensar.data.dataset import load_dataset
-    from gensar.tasks.builder import to_entries
-    from gensar.tasks.templates import NRIP
+    from gensar.families.gensar.api import GenSAR
+    from gensar.families.gensar.tasks.builder import to_entries
+    from gensar.families.gensar.tasks.templates import NRIP
 
     gensar = GenSAR.load(args.model, device="cpu")
     dataset = load_dataset(args.dataset)

@@ -88,15 +88,15 @@ def full_catalogue_search_recall(
     from gensar.data import load_dataset, schema
     from gensar.evaluation import metrics
     from gensar.evaluation.candidates import CandidateSet, load_candidates
-    from gensar.evaluation.gensar_ranker import GenSARRanker
     from gensar.evaluation.runner import full_catalogue_rows
-    from gensar.run import EvaluateConfig
+    from gensar.families.gensar.config import GenSARSection
+    from gensar.families.gensar.ranking import GenSARRanker
 
     dataset = load_dataset(dataset_dir)
     cands = load_candidates(candidates_dir, schema.SEARCH, "valid")
     rows = full_catalogue_rows(len(cands), samples, seed=0)
     subset = CandidateSet(cands.task, cands.split, cands.frame[rows], cands.path)
-    ranker = GenSARRanker.for_run(model_dir, EvaluateConfig(split="valid"))
+    ranker = GenSARRanker.for_run(model_dir, GenSARSection())
     ranker.fit(dataset)
     frame = subset.samples(dataset)
     targets = subset.target_item_ids

@@ -23,7 +23,8 @@ from _common import RESULTS, machine
 
 os.environ.setdefault("TQDM_MININTERVAL", "10")
 
-from gensar.model.stage import train_gensar  # noqa: E402
+from gensar.families.gensar import gensar_config  # noqa: E402
+from gensar.families.gensar.stage import train_gensar  # noqa: E402
 from gensar.run import load_run_config  # noqa: E402
 
 LOG_JSON = RESULTS / "learning_log.json"
@@ -56,7 +57,7 @@ def short_training(
     summary = train_gensar(
         dataset,
         work,
-        config.gensar(),
+        gensar_config(config),
         candidates_dir=work,
         candidates_config=config.candidates,
         progress=True,

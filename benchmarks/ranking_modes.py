@@ -52,11 +52,11 @@ def main() -> None:
 
     import torch
 
-    from gensar.api import GenSAR
     from gensar.data import load_dataset
     from gensar.evaluation.candidates import CandidateSet, load_candidates
     from gensar.evaluation.evaluate import evaluate_scores
-    from gensar.evaluation.gensar_ranker import GenSARRanker
+    from gensar.families.gensar.api import GenSAR
+    from gensar.families.gensar.ranking import GenSARRanker
 
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)

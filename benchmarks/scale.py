@@ -194,8 +194,8 @@ def _inner_stage(stage: str, dataset: str, run: str, config: str, eval_lists: in
         from gensar.baselines.popularity import Popularity
         from gensar.data import load_dataset, schema
         from gensar.evaluation.candidates import CandidateSet, load_candidates
-        from gensar.evaluation.gensar_ranker import GenSARRanker
         from gensar.evaluation.runner import evaluate_models
+        from gensar.families.gensar.ranking import GenSARRanker
 
         data = load_dataset(dataset)
         sets = {}
@@ -203,7 +203,7 @@ def _inner_stage(stage: str, dataset: str, run: str, config: str, eval_lists: in
             full = load_candidates(run, task, "test")
             sets[task] = CandidateSet(task, "test", full.frame.head(eval_lists), full.path)
         models = [
-            GenSARRanker.for_run(Path(run) / "model", settings.evaluate),
+            GenSARRanker.for_run(Path(run) / "model", settings.model),
             SASRecBaseline(),
             BM25Search(),
             DenseRetrieval(),

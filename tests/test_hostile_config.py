@@ -30,7 +30,8 @@ from gensar.serving.config import load_serve_config
         ("train.batch_size=true", "train.batch_size", ["boolean"]),
         ("train.batch_size=1e400", "train.batch_size", []),
         ("train.seed=false", "train.seed", ["boolean"]),
-        ("evaluate.num_beams=true", "evaluate.num_beams", ["boolean"]),
+        ("evaluate.num_beams=true", "model.num_beams", ["boolean"]),  # the old spelling
+        ("model.num_beams=true", "model.num_beams", ["boolean"]),
         ("collab.max_epochs=true", "collab.max_epochs", ["boolean"]),
         ("index.codebook_size=true", "index.codebook_size", ["boolean"]),
     ],
@@ -43,7 +44,7 @@ def test_config_numbers_are_refused(capsys, override, field, words):
 
 def test_booleans_stay_booleans():
     config = load_run_config(None, ["tasks.compact=false", "train.length_bucketing=true"])
-    assert config.tasks.compact is False and config.train.length_bucketing is True
+    assert config.model.tasks.compact is False and config.model.train.length_bucketing is True
 
 
 def test_train_with_an_infinite_learning_rate_never_starts(capsys, tiny_dataset, tmp_path):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hostile import assert_one_line_error, run_cli
 
-from gensar.api import GenSAR
+from gensar.families.gensar.api import GenSAR
+from gensar.families.gensar.directory import open_model_dir
 from gensar.io import sha256_file
-from gensar.model.directory import open_model_dir
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hostile import assert_one_line_error, run_cli
 
-from gensar.api import GenSAR
+from gensar.families.gensar.api import GenSAR
 from gensar.serving import ServeConfig, create_app
 from gensar.serving.app import refuse_open_binding
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from gensar.errors import GensarError
+from gensar.families.gensar.tasks.builder import Example
+from gensar.families.gensar.training import TrainConfig, train
 from gensar.model.checkpoint import list_checkpoints
-from gensar.model.train import TrainConfig, train
-from gensar.tasks.builder import Example
 
 
 class Toy(torch.nn.Module):

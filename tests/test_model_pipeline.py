@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gensar.api import GenSAR
 from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
+from gensar.families.gensar.api import GenSAR
 from gensar.pipeline import build_run
 
 from conftest import REPO, TINY_OVERRIDES, tiny_run_config
@@ -109,12 +109,13 @@ def test_resume_after_kill_gives_the_same_model(tiny_dataset, tiny_run, tmp_path
         shutil.copytree(tiny_run / "identifiers", run / "identifiers")
         shutil.copytree(tiny_run / "candidates", run / "candidates")
     config = tiny_run_config(tiny_dataset, straight, **overrides)
-    from gensar.model.stage import train_gensar
+    from gensar.families.gensar import gensar_config
+    from gensar.families.gensar.stage import train_gensar
 
     train_gensar(
         tiny_dataset,
         straight,
-        config.gensar(),
+        gensar_config(config),
         candidates_config=config.candidates,
         log=lambda *_: None,
         progress=False,
@@ -179,7 +180,7 @@ def test_variants_train_and_rank(tiny_dataset, tiny_run, tmp_path, overrides):
     ranked = model.recommend([], k=5)
     assert len({p.item_id for p in ranked}) == 5
     if overrides.get("tasks.counts.nsip") == 0:
-        from gensar.evaluation.gensar_ranker import GenSARRanker
+        from gensar.families.gensar.ranking import GenSARRanker
 
         assert GenSARRanker(gensar=model).tasks == (schema.RECOMMENDATION,)
 
@@ -190,7 +191,7 @@ def test_pretrained_checkpoint_is_extended(tiny_dataset, tiny_run, tmp_path):
 
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from gensar.tasks.vocab import VocabConfig, build_tokenizer
+    from gensar.families.gensar.tasks.vocab import VocabConfig, build_tokenizer
 
     checkpoint = tmp_path / "pretrained"
     tokenizer = build_tokenizer(

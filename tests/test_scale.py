@@ -12,15 +12,28 @@ import pytest
 from gensar.data import load_dataset, schema
 from gensar.data.prepare import prepare_dataset
 from gensar.data.synthetic import SyntheticSpec, generate
-from gensar.tasks.builder import (
+from gensar.families.gensar.tasks.builder import (
     COLLABORATIVE,
     SEMANTIC,
     SampleRows,
     TaskBuilder,
 )
-from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES, template_texts
-from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS, VocabConfig, build_tokenizer
+from gensar.families.gensar.tasks.config import TaskConfig
+from gensar.families.gensar.tasks.templates import (
+    DESC2ID,
+    ID2DESC,
+    NRIP,
+    NSIP,
+    NSQP,
+    TEMPLATES,
+    template_texts,
+)
+from gensar.families.gensar.tasks.vocab import (
+    BEHAVIOUR_TOKENS,
+    TASK_TOKENS,
+    VocabConfig,
+    build_tokenizer,
+)
 
 SPEC = SyntheticSpec(users=80, items=120, events_per_user=24, queries=60, items_per_leaf=10)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from gensar.api import GenSAR
+from gensar.families.gensar.api import GenSAR
 from gensar.serving import ServeConfig, create_app
 from gensar.serving.store import HistoryStore
 

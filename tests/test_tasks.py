@@ -8,10 +8,23 @@ from collections import Counter
 import pytest
 
 from gensar.data import schema
-from gensar.tasks.builder import COLLABORATIVE, SEMANTIC, HistoryEntry, TaskBuilder
-from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES, template_texts
-from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS, VocabConfig, build_tokenizer
+from gensar.families.gensar.tasks.builder import COLLABORATIVE, SEMANTIC, HistoryEntry, TaskBuilder
+from gensar.families.gensar.tasks.config import TaskConfig
+from gensar.families.gensar.tasks.templates import (
+    DESC2ID,
+    ID2DESC,
+    NRIP,
+    NSIP,
+    NSQP,
+    TEMPLATES,
+    template_texts,
+)
+from gensar.families.gensar.tasks.vocab import (
+    BEHAVIOUR_TOKENS,
+    TASK_TOKENS,
+    VocabConfig,
+    build_tokenizer,
+)
 
 
 class FakeIdentifiers:

@@ -15,9 +15,15 @@ and ``tradeoff.png`` to the output folder, plus a copy to ``publish`` if set.
     seeds: [0]
     base: {train: {epochs: 3}}          # RunConfig settings for every model
     models:
-      - {name: SASRec, kind: sasrec}
-      - {name: GenSAR, kind: gensar}
-      - {name: GenSAR (rec only), kind: gensar, set: {tasks.counts.nsip: 0, tasks.counts.nsqp: 0}}
+      - {name: SASRec, family: sasrec}
+      - {name: GenSAR, family: gensar}
+      - {name: GenSAR (rec only), family: gensar, set: {tasks.counts.nsip: 0, tasks.counts.nsqp: 0}}
+
+``family`` is a registry name (:mod:`gensar.families.registry`) or a module path;
+``kind`` is its older spelling. Every model goes through one code path: its run
+config (base settings, its ``set``, the seed), the shared stages its family
+reads (adopted from earlier runs of the benchmark when their fingerprints
+match), its family's training, then its family's ranker on the shared lists.
 """
 
 from __future__ import annotations
@@ -27,15 +33,13 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gensar.config import Section, apply_overrides, read_yaml, validate
 from gensar.errors import ConfigError
-
-Kind = Literal["gensar", "sasrec", "bm25", "dense", "popularity"]
 
 
 class DatasetSpec(Section):
@@ -49,22 +53,37 @@ class DatasetSpec(Section):
 
 class ModelSpec(Section):
     name: str
-    kind: Kind = "gensar"
+    family: str = Field(
+        "gensar",
+        min_length=1,
+        description="The model family: a registry name (gensar, sasrec, bm25, dense, "
+        "popularity, ...) or a family module path; `kind` is accepted as its old name.",
+    )
     set: dict[str, Any] = Field(
         default_factory=dict,
-        description="Dotted RunConfig overrides for this model (gensar kinds).",
+        description="Dotted RunConfig overrides for this model.",
     )
     seeds: list[int] | None = Field(
         None,
         min_length=1,
         description="Seeds of this model (default: the benchmark's seeds); e.g. cheap "
-        "baselines over [0, 1, 2] while GenSAR runs one seed.",
+        "baselines over [0, 1, 2] while a costly model runs one seed.",
     )
     exact_too: bool = Field(
         False,
-        description="gensar kinds: also rank the candidate lists by exact scoring of every "
-        "candidate (no beam pruning) and report it beside the beam figure (rows exact/...).",
+        description="Also rank the candidate lists by exact scoring of every candidate (no "
+        "beam pruning; families with an exact variant) and report it beside the beam figure "
+        "(rows exact/...).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_is_family(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" in data:
+            data = dict(data)
+            kind = data.pop("kind")
+            data.setdefault("family", kind)
+        return data
 
 
 class BenchmarkConfig(Section):
@@ -83,11 +102,20 @@ class BenchmarkConfig(Section):
     hardware_note: str = Field(
         "", description="Free text recorded with the results (e.g. the machine)."
     )
+    claim_model: str | None = Field(
+        None,
+        description="The model whose gain over the best other model the results check "
+        '("the paper\'s claim"); default: the first model; "" for none.',
+    )
+    claim_targets: dict[str, float] = Field(
+        default_factory=lambda: {"recommendation": 0.10, "search": 0.15},
+        description="Relative NDCG@10 gain per task the claim expects.",
+    )
     equal_budget: bool = Field(
         True,
-        description="GenSAR-kind models after the first train on as many examples as the "
-        "first one (train.examples), not for as many epochs: a single-task variant "
-        "has about half the examples per epoch, so equal epochs would halve its compute.",
+        description="Models of budgeted families (with_budget) after the first train on as many "
+        "examples as the first one (train.examples), not for as many epochs: a single-task "
+        "variant has about half the examples per epoch, so equal epochs would halve its compute.",
     )
 
 
@@ -130,21 +158,40 @@ def _flatten(prefix: str, value: Any) -> list[str]:
 
 
 def run_config_for(bench: BenchmarkConfig, model: ModelSpec, seed: int, run_dir: Path):
-    """The RunConfig of one GenSAR-kind model and seed (base settings, model overrides, seeds)."""
+    """The RunConfig of one model and seed (base settings, model overrides, seeds).
+
+    A ``model:`` section in ``base`` (or GenSAR's settings in the older top-level
+    layout) applies to the models of its family only.
+    """
+    from gensar.config import apply_overrides
+    from gensar.families import registry
     from gensar.run import load_run_config
 
-    overrides = _flatten("", bench.base) + [f"{k}={v}" for k, v in model.set.items()]
+    family = registry.get_family(model.family)
+    base = registry.upgrade_config(apply_overrides(bench.base, []))
+    section = base.get("model")
+    if isinstance(section, dict):
+        owner = registry.get_family(section.get("family", registry.DEFAULT_FAMILY)).name
+        if owner != family.name:
+            base = {k: v for k, v in base.items() if k != "model"}
+    overrides = _flatten("", base) + [f"model.family={family.name}"]
+    overrides += [f"{k}={v}" for k, v in model.set.items()]
+    if family.seed_field:
+        overrides.append(f"model.{family.seed_field}={seed}")
     overrides += [
-        f"train.seed={seed}",
         f"collab.seed={seed}",
         f"index.seed={seed + 42}",
         f"name={model.name}",
+        f"candidates_dir={bench.out}",
     ]
     return load_run_config(None, overrides, dataset=bench.dataset.prepared, run_dir=run_dir)
 
 
-def _adopt(donors: list[Path], run_dir: Path, fingerprints: dict[str, str], log) -> None:
-    """Copy already-built stages with identical fingerprints from earlier runs of this benchmark."""
+def _adopt(
+    donors: list[Path], run_dir: Path, fingerprints: dict[str, str], log, needed=None
+) -> None:
+    """Copy already-built stages (of ``needed``, default all) with identical fingerprints
+    from earlier runs of this benchmark."""
     from gensar.pipeline import StageRecord
 
     outputs = {
@@ -154,6 +201,8 @@ def _adopt(donors: list[Path], run_dir: Path, fingerprints: dict[str, str], log)
     }
     record = StageRecord(run_dir)
     for stage, rel in outputs.items():
+        if needed is not None and stage not in needed:
+            continue
         if record.fingerprint(stage) == fingerprints.get(stage):
             continue
         for donor in donors:
@@ -171,12 +220,27 @@ def _adopt(donors: list[Path], run_dir: Path, fingerprints: dict[str, str], log)
             break
 
 
+def _reading_dir(
+    reads: tuple[str, ...], donors: list[Path], all_donors: list[Path], seed_dir: Path
+) -> Path:
+    """Where a model without stages of its own reads shared outputs: the first run of this
+    seed (then of any seed) that built all of ``reads``; else the first run at all."""
+    from gensar.pipeline import StageRecord
+
+    if reads:
+        for donor in donors + all_donors:
+            record = StageRecord(donor)
+            if all(record.fingerprint(stage) for stage in reads):
+                return donor
+    return (donors or all_donors or [seed_dir])[0]
+
+
 def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
     from gensar.data import load_dataset, schema
     from gensar.data.prepare import PrepareConfig, prepare_dataset
     from gensar.evaluation.candidates import build_candidates, load_candidates
-    from gensar.evaluation.gensar_ranker import GenSARRanker
     from gensar.evaluation.runner import evaluate_ranker
+    from gensar.families.registry import get_family
     from gensar.pipeline import build_run, stage_fingerprints
 
     started = time.perf_counter()
@@ -209,43 +273,38 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
     seeds = sorted({seed for m in bench.models for seed in (m.seeds or bench.seeds)})
     for seed in seeds:
         seed_dir = out / f"seed-{seed}"
-        donors: list[Path] = []
+        donors: list[Path] = []  # runs of this seed that built shared stages
         results = []
-        budget: int | None = None  # examples the first GenSAR-kind model of this seed saw
+        budget: int | None = None  # examples the first budgeted model of this seed saw
         for model in bench.models:
             if seed not in (model.seeds or bench.seeds):
                 continue
             t0 = time.perf_counter()
             run_dir = seed_dir / slug(model.name)
-            exact = None
-            if model.kind == "gensar":
-                config = run_config_for(bench, model, seed, run_dir)
-                if bench.equal_budget and budget is not None and config.train.examples is None:
-                    config = config.model_copy(
-                        update={"train": config.train.model_copy(update={"examples": budget})}
-                    )
+            family = get_family(model.family)
+            config = run_config_for(bench, model, seed, run_dir)
+            if bench.equal_budget and budget is not None:
+                config = family.with_budget(config, budget)
+            stages = family.stages(config)
+            if stages or family.trains:
                 fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
-                _adopt(donors, run_dir, fps, log)
+                _adopt(donors, run_dir, fps, log, stages)
                 log(f"== {model.name} (seed {seed}) ==")
-                build_run(config, log=log, candidates_dir=out)
+                build_run(config, log=log)
                 donors.append(run_dir)
-                seen = _examples_seen(run_dir / "model")
+                fit_dir = run_dir
+            else:
+                fit_dir = _reading_dir(family.reads, donors, all_donors, seed_dir)
+            if family.budgeted:
+                seen = family.examples_seen(run_dir)
                 examples.setdefault(model.name, {})[seed] = seen
                 if budget is None:
                     budget = seen
-                ranker = GenSARRanker.for_run(run_dir / "model", config.evaluate, name=model.name)
-                if model.exact_too:
-                    exact = GenSARRanker.for_run(
-                        run_dir / "model",
-                        config.evaluate.model_copy(update={"candidate_ranking": "exact"}),
-                        name=model.name,
-                    )
-            else:
-                ranker = _baseline(model, bench, seed, seed_dir, donors, dataset, log)
-            fit_dir = (
-                _sasrec_run(donors, seed_dir, bench, seed, log)
-                if model.kind == "sasrec"
-                else (donors or all_donors or [seed_dir])[0]
+            ranker = family.ranker(run_dir, config, model.name)
+            exact = (
+                family.ranker(run_dir, family.exact_variant(config), model.name)
+                if model.exact_too
+                else None
             )
             ranker.fit(dataset, fit_dir)
             for task, cands in sets.items():
@@ -281,50 +340,6 @@ def _add_exact(result, ranker, dataset, cands, ties) -> None:
     for name in EXACT_METRICS:
         result.metrics[EXACT_PREFIX + name] = exact.metrics[name]
         result.per_sample[EXACT_PREFIX + name] = exact.per_sample[name]
-
-
-def _examples_seen(model_dir: Path) -> int | None:
-    """Training examples the model directory's run went through (its gensar.json)."""
-    from gensar.io import read_json
-
-    try:
-        return read_json(model_dir / "gensar.json")["training"].get("examples_seen")
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _baseline(
-    model: ModelSpec,
-    bench: BenchmarkConfig,
-    seed: int,
-    seed_dir: Path,
-    donors: list[Path],
-    dataset,
-    log,
-):
-    from gensar.baselines import BM25Search, DenseRetrieval, Popularity, SASRecBaseline
-
-    if model.kind == "sasrec":
-        return SASRecBaseline(name=model.name)
-    if model.kind == "bm25":
-        return BM25Search(name=model.name)
-    if model.kind == "dense":
-        return DenseRetrieval(name=model.name)
-    return Popularity(name=model.name)
-
-
-def _sasrec_run(donors: list[Path], seed_dir: Path, bench: BenchmarkConfig, seed: int, log) -> Path:
-    """A run directory holding this seed's SASRec (trained here if no GenSAR run built one)."""
-    for donor in donors:
-        if (donor / "embeddings" / "sasrec" / "model.safetensors").is_file():
-            return donor
-    from gensar.embed.collab import train_collaborative
-
-    run_dir = seed_dir / "sasrec-only"
-    config = run_config_for(bench, ModelSpec(name="SASRec"), seed, run_dir)
-    if not (run_dir / "embeddings" / "sasrec" / "model.safetensors").is_file():
-        train_collaborative(config.dataset, run_dir, config.collab, log=log)
-    return run_dir
 
 
 def write_benchmark(
@@ -376,27 +391,36 @@ def write_benchmark(
             for m, by_seed in examples.items()
         }
     table = results_table_markdown(merged, spread=spread, extra_rows=extra_rows)
-    budget = (
-        "GenSAR-family rows trained on the same number of examples as the first "
-        "(equal budget, `train.examples`), not the same number of epochs."
-        if bench.equal_budget
-        else "GenSAR-family rows trained for the same number of epochs."
-    )
+    from gensar.families.registry import get_family
+
+    families = list({f.name: f for f in (get_family(m.family) for m in bench.models)}.values())
+    budgeted = "/".join(f.title for f in families if f.budgeted)
+    if not budgeted:
+        budget = ""
+    elif bench.equal_budget:
+        budget = (
+            f"{budgeted}-family rows trained on the same number of examples as the first "
+            "(equal budget, `train.examples`), not the same number of epochs."
+        )
+    else:
+        budget = f"{budgeted}-family rows trained for the same number of epochs."
+    notes = " ".join(f.benchmark_note for f in families if f.benchmark_note)
     header = [
         f"# Benchmark: {bench.name}",
         "",
         tie_header(ties),
         "",
-        f"Seeds: per model in the `seeds` row; a model with several seeds shows mean ± std "
-        f"over them. Candidate metrics on every test sample; `full/` metrics on a fixed "
-        f"random subset (the same rows for every model). GenSAR ranks a candidate list by "
-        f"beam search restricted to the candidates; `exact/` rows rank every candidate by "
-        f"its likelihood (no pruning). {budget} {bench.hardware_note}",
+        "Seeds: per model in the `seeds` row; a model with several seeds shows mean ± std "
+        "over them. Candidate metrics on every test sample; `full/` metrics on a fixed "
+        "random subset (the same rows for every model). "
+        + " ".join(t for t in (notes, budget, bench.hardware_note) if t)
+        + (" " if not bench.hardware_note else ""),
         "",
         f"Total time: {seconds / 60:.1f} min.",
         "",
     ]
-    claim = _claim(merged)
+    subject = bench.claim_model if bench.claim_model is not None else bench.models[0].name
+    claim = _claim(merged, subject or None, bench.claim_targets)
     text = (
         "\n".join(header)
         + table
@@ -434,29 +458,27 @@ def write_benchmark(
     return summary
 
 
-def _claim(results) -> str:
-    """The paper's central claim, checked: GenSAR vs the best dedicated baseline per task."""
-    from gensar.data import schema
-
+def _claim(results, subject: str | None, targets: dict[str, float]) -> str:
+    """The paper's central claim, checked: the subject model (by default the benchmark's
+    first) vs the best other model per task; its own variants ("<subject> (...)") listed."""
     lines = ["## The paper's claim on this data", ""]
     by_task: dict[str, dict[str, float]] = {}
     for r in results:
         by_task.setdefault(r.task, {})[r.model] = r.metrics.get("NDCG@10", float("nan"))
-    targets = {schema.RECOMMENDATION: 0.10, schema.SEARCH: 0.15}
     for task, scores in by_task.items():
-        if "GenSAR" not in scores:
+        if subject is None or subject not in scores or task not in targets:
             continue
-        others = {m: v for m, v in scores.items() if not m.startswith("GenSAR")}
+        others = {m: v for m, v in scores.items() if not m.startswith(subject)}
         if not others:
             continue
         best = max(others, key=others.get)
-        gain = scores["GenSAR"] / others[best] - 1 if others[best] > 0 else float("nan")
+        gain = scores[subject] / others[best] - 1 if others[best] > 0 else float("nan")
         verdict = "met" if gain >= targets[task] else "NOT met"
         lines.append(
-            f"- {task}: GenSAR NDCG@10 {scores['GenSAR']:.4f} vs best baseline {best} {others[best]:.4f}: "
-            f"{gain:+.1%} (target +{targets[task]:.0%}: {verdict})"
+            f"- {task}: {subject} NDCG@10 {scores[subject]:.4f} vs best baseline {best} "
+            f"{others[best]:.4f}: {gain:+.1%} (target +{targets[task]:.0%}: {verdict})"
         )
-        singles = {m: v for m, v in scores.items() if m.startswith("GenSAR (")}
+        singles = {m: v for m, v in scores.items() if m.startswith(f"{subject} (")}
         for name, value in singles.items():
-            lines.append(f"  - joint GenSAR vs {name}: {scores['GenSAR']:.4f} vs {value:.4f}")
+            lines.append(f"  - joint {subject} vs {name}: {scores[subject]:.4f} vs {value:.4f}")
     return "\n".join(lines) + "\n"

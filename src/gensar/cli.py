@@ -207,17 +207,9 @@ def train(
     ] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Train the GenSAR model on the five tasks -> RUN/model (a save_pretrained folder)."""
-    from gensar.model.stage import train_gensar
-
+    """Train the run's model family (GenSAR by default: the five tasks) -> RUN/model."""
     with _stage(config, set_, dataset, run, overwrite) as settings:
-        train_gensar(
-            settings.dataset,
-            settings.run_dir,
-            settings.gensar(),
-            candidates_config=settings.candidates,
-            resume=resume,
-        )
+        settings.family.train(settings.dataset, settings.run_dir, settings, resume=resume)
 
 
 @app.command("run")

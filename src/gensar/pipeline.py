@@ -64,6 +64,10 @@ def run_stage(
     return True
 
 
+#: The shared stages, in build order, with their output in the run directory.
+SHARED_STAGES = ("semantic", "collab", "index", "candidates")
+
+
 def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
     """The fingerprint of every stage for this config (upstream changes propagate down)."""
     fps: dict[str, str] = {}
@@ -76,96 +80,86 @@ def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
     }[config.index.variant]
     fps["index"] = _fp(config.index.model_dump(mode="json"), *(fps[t] for t in towers))
     fps["candidates"] = _fp(dataset_hash, config.candidates.model_dump(mode="json"))
-    fps["train"] = _fp(fps["index"], fps["candidates"], config.gensar().model_dump(mode="json"))
+    family = config.family
+    fps["train"] = _fp(
+        *(fps[s] for s in family.stages(config)),
+        config.model.model_dump(mode="json"),
+        config.name,
+    )
     return fps
 
 
 def build_run(
     config: RunConfig, *, log=print, candidates_dir: Path | None = None
 ) -> dict[str, str]:
-    """Embeddings -> identifiers -> candidate lists -> trained model, reusing what is built."""
+    """The shared stages the run's family reads (embeddings, identifiers, candidate
+    lists), then the family's model, reusing what is built."""
     from gensar.embed.collab import train_collaborative
     from gensar.embed.semantic import embed_items
     from gensar.evaluation.candidates import build_candidates
     from gensar.ids.build import build_identifiers
-    from gensar.model.stage import train_gensar
 
+    if candidates_dir is not None:
+        config = config.model_copy(update={"candidates_dir": Path(candidates_dir)})
     run_dir = Path(config.run_dir)
     dataset = load_dataset(config.dataset)
     fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
     record = StageRecord(run_dir)
-    candidates_dir = candidates_dir or run_dir
-    variant = config.index.variant
-    if variant in ("joint", "semantic"):
-        run_stage(
-            record,
-            "semantic",
-            fps["semantic"],
+    candidates_dir = Path(config.candidates_dir or run_dir)
+    family = config.family
+    needed = set(family.stages(config))
+    builds = {
+        "semantic": (
             run_dir / "embeddings" / "semantic.safetensors",
             lambda: embed_items(config.dataset, run_dir, config.semantic),
-            log,
-        )
-    if variant in ("joint", "collaborative"):
-        run_stage(
-            record,
-            "collab",
-            fps["collab"],
+        ),
+        "collab": (
             run_dir / "embeddings" / "collab.safetensors",
             lambda: train_collaborative(config.dataset, run_dir, config.collab, log=log),
+        ),
+        "index": (
+            run_dir / "identifiers" / "identifiers.parquet",
+            lambda: build_identifiers(config.dataset, run_dir, config.index),
+        ),
+        "candidates": (
+            candidates_dir / "candidates",
+            lambda: build_candidates(config.dataset, candidates_dir, config.candidates),
+        ),
+    }
+    for stage in SHARED_STAGES:
+        if stage in needed:
+            output, build = builds[stage]
+            run_stage(record, stage, fps[stage], output, build, log)
+    if family.trains:
+        run_stage(
+            record,
+            "train",
+            fps["train"],
+            run_dir / family.model_dir_name,
+            lambda: family.train(config.dataset, run_dir, config, log=log),
             log,
         )
-    run_stage(
-        record,
-        "index",
-        fps["index"],
-        run_dir / "identifiers" / "identifiers.parquet",
-        lambda: build_identifiers(config.dataset, run_dir, config.index),
-        log,
-    )
-    run_stage(
-        record,
-        "candidates",
-        fps["candidates"],
-        Path(candidates_dir) / "candidates",
-        lambda: build_candidates(config.dataset, candidates_dir, config.candidates),
-        log,
-    )
-    run_stage(
-        record,
-        "train",
-        fps["train"],
-        run_dir / "model" / "gensar.json",
-        lambda: train_gensar(
-            config.dataset,
-            run_dir,
-            config.gensar(),
-            candidates_dir=candidates_dir,
-            candidates_config=config.candidates,
-            log=log,
-        ),
-        log,
-    )
     return fps
 
 
 def evaluate_run(
     config: RunConfig, *, candidates_dir: Path | None = None, baselines: bool = True, log=print
 ):
-    """Evaluate the run's GenSAR model (and, optionally, the baselines) on the test lists."""
-    from gensar.baselines import BM25Search, DenseRetrieval, SASRecBaseline
+    """Evaluate the run's model (and, optionally, the baseline families of
+    ``evaluate.baselines``) on the test lists."""
     from gensar.evaluation.candidates import load_candidates
-    from gensar.evaluation.gensar_ranker import GenSARRanker
     from gensar.evaluation.report import write_results
     from gensar.evaluation.runner import evaluate_models
+    from gensar.families.registry import get_family
 
     run_dir = Path(config.run_dir)
-    candidates_dir = candidates_dir or run_dir
+    candidates_dir = candidates_dir or config.candidates_dir or run_dir
     dataset = load_dataset(config.dataset)
     split = config.evaluate.split
     sets = {task: load_candidates(candidates_dir, task, split) for task in schema.TASKS}
-    models: list[Any] = [GenSARRanker.for_run(run_dir / "model", config.evaluate, name=config.name)]
+    models: list[Any] = [config.family.ranker(run_dir, config, config.name)]
     if baselines:
-        models += [SASRecBaseline(), BM25Search(), DenseRetrieval()]
+        models += [get_family(name).ranker(run_dir, config) for name in config.evaluate.baselines]
     results = evaluate_models(
         models,
         dataset,

@@ -6,9 +6,11 @@ Each input line is one request::
     {"task": "search", "history": [...], "query": "duct tape", "k": 10}
     {"task": "suggest_queries", "history": [...], "k": 5}
 
-(``history`` as in :mod:`gensar.api`). Each output line holds the request's
+(``history`` as in :mod:`gensar.families.gensar.api`). Each output line holds the request's
 ``id`` (if given) and ``results``: item ids, titles and scores (or query texts).
-Requests of the same task are answered in batches.
+Requests of the same task are answered in batches, each with its own ``k``
+(:mod:`gensar.answering`, shared with ``gensar serve``): an answer never depends
+on the other lines of the file.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gensar.answering import TASKS
 from gensar.errors import DataError
 from gensar.values import ValueProblem, check_json_text
-
-TASKS = ("recommend", "search", "suggest_queries")
 
 
 def read_requests(path: Path) -> list[dict]:
@@ -109,7 +110,8 @@ def predict_file(
 
     An existing output is replaced only if it is an earlier answer file or ``overwrite``.
     """
-    from gensar.api import GenSAR
+    from gensar.answering import SEARCH, answer, as_entries
+    from gensar.families.registry import load_model
     from gensar.io import atomic_write_bytes, check_output_file
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -121,28 +123,26 @@ def predict_file(
         )
     check_output_file(output_path, overwrite=overwrite, own=is_answer_file)
     requests = read_requests(input_path)
-    model = GenSAR.load(model_dir)
+    model = load_model(model_dir)
     answers: list[dict | None] = [None] * len(requests)
     for task in TASKS:
         positions = [n for n, r in enumerate(requests) if r["task"] == task]
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
-            histories = [requests[n].get("history", []) for n in chunk]
-            k = max(int(requests[n].get("k", 10)) for n in chunk)
-            if task == "recommend":
-                found = model.recommend_batch(histories, k)
-            elif task == "search":
-                found = model.search_batch(histories, [requests[n]["query"] for n in chunk], k)
-            else:
-                found = model.suggest_queries_batch(histories, k)
-            for n, ranked in zip(chunk, found, strict=True):
-                wanted = int(requests[n].get("k", 10))
+            jobs = [
+                (
+                    as_entries(requests[n].get("history", [])),
+                    *([requests[n]["query"]] if task == SEARCH else []),
+                    int(requests[n].get("k", 10)),
+                )
+                for n in chunk
+            ]
+            for n, ranked in zip(chunk, answer(model, task, jobs), strict=True):
                 answers[n] = {
                     "id": requests[n].get("id"),
                     "task": task,
                     "results": [
-                        {k_: v for k_, v in vars(p).items() if v is not None}
-                        for p in ranked[:wanted]
+                        {k_: v for k_, v in vars(p).items() if v is not None} for p in ranked
                     ],
                 }
     text = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)

@@ -2,8 +2,15 @@
 
     dataset: runs/data/amazon-scientific   # a prepared dataset directory
     run_dir: runs/amazon-scientific        # where the stages write
-    semantic: {...}    collab: {...}    index: {...}
-    candidates: {...}  tasks: {...}     model: {...}    train: {...}
+    semantic: {...}    collab: {...}    index: {...}    candidates: {...}
+    model: {family: gensar, ...}   # the model family and its own settings
+    evaluate: {...}
+
+``model:`` is a discriminated union over the registered families
+(:mod:`gensar.families.registry`): its ``family`` key picks the section
+(GenSAR's: ``tasks``, ``backbone``, ``train`` and its decoding knobs). The
+layout before the family seam (top-level ``tasks:``/``train:``, ``model:`` as
+GenSAR's backbone, ``evaluate.num_beams``) is still read.
 
 Any field can be overridden on the command line with ``--set train.lr=0.001``.
 Defaults reproduce the paper's settings where this machine allows; each
@@ -13,21 +20,18 @@ departure is named in the field's description (``gensar config`` prints them all
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from gensar.config import Section, apply_overrides, dump_yaml, read_yaml, validate
 from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.semantic import SemanticConfig
 from gensar.evaluation.candidates import CandidateConfig
 from gensar.evaluation.metrics import DEFAULT_TIES, TieRule
+from gensar.families import registry
 from gensar.ids.config import IndexConfig
 from gensar.io import check_output_dir, os_error, remove_stale_temporaries
-from gensar.model.backbone import ModelConfig
-from gensar.model.stage import GenSARConfig
-from gensar.model.train import TrainConfig
-from gensar.tasks.config import TaskConfig
 
 
 class EvaluateConfig(Section):
@@ -39,22 +43,17 @@ class EvaluateConfig(Section):
         ge=1,
         description="Samples per task for full-catalogue Recall/NDCG@10/20 (beam search is the costly part on CPU); null = all.",
     )
-    num_beams: int = Field(
-        30,
-        ge=1,
-        description="Beam width of restricted candidate ranking and of full-catalogue "
-        "generation (the authors' code: 30).",
-    )
-    candidate_ranking: Literal["beam", "exact"] = Field(
-        "beam",
-        description="How GenSAR ranks a candidate list: beam = beam search restricted to the candidates (the paper's protocol, num_beams wide); exact = the log-likelihood of every candidate (~4x slower on CPU, never prunes).",
-    )
     batch_size: int = Field(64, ge=1)
     ties: TieRule = Field(
         DEFAULT_TIES,
         description="How a target tied with other items is ranked: expected = the exact "
         "expectation of each metric over a random order of the ties (fair to coarse scorers); "
         "pessimistic = below all of them; optimistic = above all of them.",
+    )
+    baselines: list[str] = Field(
+        default_factory=lambda: ["sasrec", "bm25", "dense"],
+        description="Families evaluated beside the run's model by `gensar run` / "
+        "`gensar evaluate` (with --baselines).",
     )
 
 
@@ -67,14 +66,33 @@ class RunConfig(Section):
     collab: SASRecConfig = Field(default_factory=SASRecConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     candidates: CandidateConfig = Field(default_factory=CandidateConfig)
-    tasks: TaskConfig = Field(default_factory=TaskConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    candidates_dir: Path | None = Field(
+        None,
+        description="Where the candidate lists live (default: run_dir); a benchmark shares "
+        "one set across its models.",
+    )
+    model: SerializeAsAny[Section] = Field(
+        default_factory=lambda: registry.section_of({}),
+        description="The model family (`family: NAME`, see gensar.families.registry) and "
+        "its own settings.",
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     name: str = Field("GenSAR", description="Model name in result tables.")
 
-    def gensar(self) -> GenSARConfig:
-        return GenSARConfig(tasks=self.tasks, model=self.model, train=self.train, name=self.name)
+    @model_validator(mode="before")
+    @classmethod
+    def _older_layouts(cls, data: Any) -> Any:
+        return registry.upgrade_config(data) if isinstance(data, dict) else data
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _family_section(cls, value: Any) -> Any:
+        return registry.section_of(value)
+
+    @property
+    def family(self) -> registry.Family:
+        """The registry entry of this run's model family."""
+        return registry.get_family(self.model.family)
 
 
 def load_run_config(

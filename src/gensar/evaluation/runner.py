@@ -17,6 +17,7 @@ from gensar.evaluation import metrics
 from gensar.evaluation.candidates import CandidateSet
 from gensar.evaluation.evaluate import FULL_PREFIX, EvaluationResult, evaluate_scores
 from gensar.evaluation.protocol import evaluate_model
+from gensar.families.protocols import Unsupported
 
 
 def full_catalogue_rows(n: int, full_samples: int | None, seed: int = 0) -> np.ndarray:
@@ -51,14 +52,17 @@ def evaluate_ranker(
         stop = start + chunk.height
         targets = subset.target_item_ids[start:stop]
         if hasattr(model, "top_k"):
-            parts.append(metrics.rank_in_topk(model.top_k(chunk, 20), targets))
-        else:
             try:
-                scores = model.score_all(chunk)
-            except NotImplementedError:
-                return result
-            target_cols = np.array([dataset.item_index[t] for t in targets], dtype=np.int64)
-            parts.append(metrics.rank_of_target(np.asarray(scores, dtype=np.float64), target_cols))
+                parts.append(metrics.rank_in_topk(model.top_k(chunk, 20), targets))
+                continue
+            except Unsupported:  # the model ranks the catalogue by score_all instead
+                pass
+        try:
+            scores = model.score_all(chunk)
+        except NotImplementedError:  # Unsupported too: candidate metrics only
+            return result
+        target_cols = np.array([dataset.item_index[t] for t in targets], dtype=np.int64)
+        parts.append(metrics.rank_of_target(np.asarray(scores, dtype=np.float64), target_cols))
     full = evaluate_scores(
         model.name, subset, full_ranks=metrics.TargetRanks.concat(parts), ties=ties
     )

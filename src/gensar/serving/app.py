@@ -22,13 +22,14 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gensar.api import GenSAR
 from gensar.errors import GensarError
+from gensar.families.protocols import Servable
+from gensar.families.registry import load_model
 from gensar.serving import schemas as s
 from gensar.serving.config import ServeConfig
 from gensar.serving.errors import ApiError, ErrorBody, validation_message
 from gensar.serving.limits import BodySizeLimit
-from gensar.serving.service import Service
+from gensar.serving.service import Service, card_of
 from gensar.serving.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def create_app(
     dataset_dir: str | Path | None = None,
     config: ServeConfig | None = None,
     *,
-    model: GenSAR | None = None,
+    model: Servable | None = None,
 ) -> FastAPI:
     """Load the model, open (and if needed fill) the history store, and build the app.
 
@@ -70,9 +71,9 @@ def create_app(
 
     config = config or ServeConfig()
     torch.set_num_threads(config.threads)
-    model = model or GenSAR.load(model_dir)
+    model = model or load_model(model_dir)
     store_path = config.store or default_store(model_dir)
-    window = _window(config, dataset_dir, model.card)
+    window = _window(config, dataset_dir, card_of(model))
     store = HistoryStore(store_path, synchronous=config.synchronous)
     try:
         if dataset_dir is not None:
@@ -94,7 +95,7 @@ def create_app(
 
     app = FastAPI(
         title="gensar",
-        summary="Unified generative search and recommendation (GenSAR): one model, live histories.",
+        summary="Unified generative search and recommendation: one model, live histories.",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -162,10 +163,10 @@ def _window(
     )
 
 
-def _check_same_dataset(model: GenSAR, dataset_dir: str | Path) -> None:
+def _check_same_dataset(model: Servable, dataset_dir: str | Path) -> None:
     from gensar.data.dataset import load_dataset
 
-    trained_on = model.card.get("dataset", {}).get("content_hash")
+    trained_on = card_of(model).get("dataset", {}).get("content_hash")
     given = load_dataset(dataset_dir).manifest.get("content_hash")
     if trained_on and given and trained_on != given:
         log.warning(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from gensar.data import schema
+from gensar.families.protocols import HistoryEntry
 from gensar.serving.config import ServeConfig
 from gensar.serving.errors import ApiError
 from gensar.serving.schemas import HistoryEntryIn
-from gensar.tasks.builder import HistoryEntry
 
 
 class Checks:

@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gensar.api import GenSAR, Prediction
+from gensar.answering import RECOMMEND, SEARCH, SUGGEST, answer
+from gensar.families.protocols import HistoryEntry, Prediction, Servable, Unsupported
 from gensar.serving import schemas as s
 from gensar.serving.batching import MicroBatcher
 from gensar.serving.checks import Checks
 from gensar.serving.config import ServeConfig
 from gensar.serving.errors import ApiError
 from gensar.serving.store import Behaviour, HistoryStore, StoredEvent, model_window
-from gensar.tasks.builder import HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class Service:
 
     def __init__(
         self,
-        model: GenSAR,
+        model: Servable,
         store_path: str | Path,
         config: ServeConfig,
         *,
@@ -106,7 +105,7 @@ class Service:
     async def recommend(self, req: s.RecommendRequest) -> s.RankingResponse:
         self.check.k(req.k)
         history = await self._history(req)
-        found = await self.recommender.submit((history, req.k))
+        found = await self._ask(self.recommender, (history, req.k))
         return s.RankingResponse(
             user_id=req.user_id, k=req.k, history_used=len(history), items=_items(found)
         )
@@ -115,7 +114,7 @@ class Service:
         self.check.k(req.k)
         query = self.check.query(req.query, "body.query")
         history = await self._history(req)
-        found = await self.searcher.submit((history, query, req.k))
+        found = await self._ask(self.searcher, (history, query, req.k))
         return s.SearchResponse(
             user_id=req.user_id,
             k=req.k,
@@ -127,7 +126,7 @@ class Service:
     async def suggest_queries(self, req: s.SuggestRequest) -> s.SuggestResponse:
         self.check.k(req.k)
         history = await self._history(req)
-        found = await self.suggester.submit((history, req.k))
+        found = await self._ask(self.suggester, (history, req.k))
         queries = [s.QueryOut(query=p.query or "", score=p.score) for p in found if _finite(p)]
         return s.SuggestResponse(
             user_id=req.user_id, k=req.k, history_used=len(history), queries=queries
@@ -152,7 +151,7 @@ class Service:
             )
         return s.ItemResponse(
             item_id=item_id,
-            title=self.model.titles.get(item_id),
+            title=self.model.title(item_id),
             description=self.descriptions.get(item_id),
         )
 
@@ -175,7 +174,7 @@ class Service:
                 seq=e.seq,
                 behaviour=e.behaviour,
                 item_id=e.item_id,
-                title=self.model.titles.get(e.item_id) if e.item_id else None,
+                title=self.model.title(e.item_id) if e.item_id else None,
                 query=e.query,
                 time=e.time,
             )
@@ -222,38 +221,25 @@ class Service:
         window, _ = model_window(reversed(entries), self.window_rec, self.window_sessions)
         return window
 
+    async def _ask(self, batcher: MicroBatcher, job: tuple) -> list[Prediction]:
+        """A model call; an operation the model does not offer is a 501, not a crash."""
+        try:
+            return await batcher.submit(job)
+        except Unsupported as err:
+            raise ApiError(501, f"this model does not offer it: {err}") from None
+
     async def _read(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, *args)
 
     # -- batch functions (run in the model thread) -------------------------------------------------
     def _recommend_batch(self, jobs: list[RankJob]) -> list[list[Prediction]]:
-        return _by_k(jobs, lambda group, k: self.model.recommend_batch([h for h, _ in group], k))
+        return answer(self.model, RECOMMEND, jobs)
 
     def _search_batch(self, jobs: list[SearchJob]) -> list[list[Prediction]]:
-        return _by_k(
-            jobs,
-            lambda group, k: self.model.search_batch(
-                [h for h, _, _ in group], [q for _, q, _ in group], k
-            ),
-        )
+        return answer(self.model, SEARCH, jobs)
 
     def _suggest_batch(self, jobs: list[RankJob]) -> list[list[Prediction]]:
-        return _by_k(
-            jobs, lambda group, k: self.model.suggest_queries_batch([h for h, _ in group], k)
-        )
-
-
-def _by_k(jobs: list, run) -> list:
-    """Run jobs grouped by their k (the last field): the beam width is k, so results
-    never depend on which other requests shared the batch."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for n, job in enumerate(jobs):
-        groups[job[-1]].append(n)
-    out: list = [None] * len(jobs)
-    for k, rows in groups.items():
-        for row, result in zip(rows, run([jobs[r] for r in rows], k), strict=True):
-            out[row] = result
-    return out
+        return answer(self.model, SUGGEST, jobs)
 
 
 def _finite(p: Prediction) -> bool:
@@ -268,5 +254,13 @@ def _items(found: list[Prediction]) -> list[s.ItemOut]:
     ]
 
 
-def _descriptions(model: GenSAR) -> dict[str, str]:
-    return dict(getattr(model.builder, "item_descriptions", {}) or {})
+def _descriptions(model: Servable) -> dict[str, str]:
+    """The item texts a model offers (optional ``descriptions()`` of a Servable)."""
+    describe = getattr(model, "descriptions", None)
+    return dict(describe() or {}) if callable(describe) else {}
+
+
+def card_of(model: Servable) -> dict:
+    """A model's card (optional ``card`` of a Servable): its dataset and history window."""
+    card = getattr(model, "card", None)
+    return card if isinstance(card, dict) else {}

@@ -20,8 +20,9 @@ import polars as pl
 
 from gensar.data import schema
 from gensar.data.dataset import Dataset
-from gensar.tasks.builder import to_entries
-from gensar.tasks.templates import NRIP, NSIP
+from gensar.families.gensar.tasks.builder import to_entries
+from gensar.families.gensar.tasks.templates import NRIP, NSIP
+from gensar.families.protocols import Unsupported
 
 
 class GenSARRanker:
@@ -35,7 +36,7 @@ class GenSARRanker:
         num_beams: int = 30,
         candidate_ranking: str = "beam",
     ):
-        from gensar.api import GenSAR
+        from gensar.families.gensar.api import GenSAR
 
         self.gensar = gensar or GenSAR.load(model_dir)
         self.name = name or self.gensar.card.get("name", "GenSAR")
@@ -51,13 +52,13 @@ class GenSARRanker:
         self.dataset: Dataset | None = None
 
     @classmethod
-    def for_run(cls, model_dir: str | Path, evaluate, name: str | None = None) -> GenSARRanker:
-        """The ranker a run's ``evaluate:`` settings describe (beam width, candidate ranking)."""
+    def for_run(cls, model_dir: str | Path, section, name: str | None = None) -> GenSARRanker:
+        """The ranker GenSAR's run-config section describes (beam width, candidate ranking)."""
         return cls(
             model_dir,
             name=name,
-            num_beams=evaluate.num_beams,
-            candidate_ranking=evaluate.candidate_ranking,
+            num_beams=section.num_beams,
+            candidate_ranking=section.candidate_ranking,
         )
 
     def fit(self, dataset: Dataset, run_dir: Path | None = None) -> None:
@@ -91,7 +92,7 @@ class GenSARRanker:
         )
 
     def score_all(self, samples: pl.DataFrame) -> np.ndarray:
-        raise NotImplementedError("a generative model ranks the catalogue by beam search (top_k)")
+        raise Unsupported("a generative model ranks the catalogue by beam search (top_k)")
 
     def top_k(self, samples: pl.DataFrame, k: int) -> list[list[str]]:
         gen_task, instructions = self._instructions(samples)

@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from gensar.config import Section
 from gensar.errors import GensarError
+from gensar.families.gensar.tasks.builder import Example
 from gensar.io import atomic_write_bytes, remove_stale_temporaries
 from gensar.model.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from gensar.tasks.builder import Example
 from gensar.utils import MetricsLog
 
 

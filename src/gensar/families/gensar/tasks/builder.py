@@ -19,9 +19,10 @@ import numpy as np
 import polars as pl
 
 from gensar.data import schema
-from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES
-from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
+from gensar.families.gensar.tasks.config import TaskConfig
+from gensar.families.gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES
+from gensar.families.gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
+from gensar.families.protocols import HistoryEntry
 
 SEMANTIC, COLLABORATIVE = "semantic", "collaborative"
 
@@ -32,14 +33,6 @@ class Example(NamedTuple):
     input_ids: list[int]
     labels: list[int]
     task: str
-
-
-class HistoryEntry(NamedTuple):
-    """One behaviour of a user history (Eq. 1): an item (rec or search click) or a query text."""
-
-    behaviour: str
-    item_id: str | None = None
-    query: str | None = None
 
 
 class TaskBuilder:

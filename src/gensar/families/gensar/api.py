@@ -8,14 +8,13 @@
 A history is a list of behaviours, oldest first, each a dict such as
 ``{"behaviour": "rec_item", "item_id": "B01"}``, ``{"behaviour": "search_query",
 "query": "duct tape"}`` or ``{"behaviour": "search_item", "item_id": "B07"}``
-(or :class:`~gensar.tasks.builder.HistoryEntry`). Items the model does not know
+(or :class:`~gensar.families.protocols.HistoryEntry`). Items the model does not know
 are ignored. Batched variants (``recommend_batch``...) serve many users at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ import numpy as np
 import polars as pl
 import torch
 
+from gensar.answering import as_entries
 from gensar.data import schema
 from gensar.errors import GensarError
-from gensar.model.directory import (
+from gensar.families.gensar.directory import (
     IDENTIFIERS,
     MODEL_CARD,
     TOKENIZER,
@@ -34,47 +34,12 @@ from gensar.model.directory import (
     load_part,
     open_model_dir,
 )
-from gensar.model.directory import ITEMS as ITEMS_FILE
-from gensar.tasks.builder import COLLABORATIVE, SEMANTIC, HistoryEntry, TaskBuilder
-from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import NRIP, NSIP, NSQP
-from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One ranked answer: an item (with its title) or a query text, and its log-likelihood."""
-
-    item_id: str | None
-    score: float
-    title: str | None = None
-    query: str | None = None
-
-
-def as_entries(history: Sequence[HistoryEntry | Mapping[str, Any]]) -> list[HistoryEntry]:
-    """Accept HistoryEntry objects or plain dicts (the JSON of the service)."""
-    out = []
-    for n, entry in enumerate(history):
-        if isinstance(entry, HistoryEntry):
-            out.append(entry)
-            continue
-        behaviour = entry.get("behaviour")
-        if behaviour not in schema.BEHAVIOURS:
-            raise GensarError(
-                f"history[{n}]: unknown behaviour {behaviour!r}",
-                fix=f"use one of {', '.join(schema.BEHAVIOURS)}",
-            )
-        if behaviour == schema.SEARCH_QUERY:
-            query = entry.get("query")
-            if not isinstance(query, str) or not query.strip():
-                raise GensarError(f"history[{n}]: a search_query needs a non-empty 'query' text")
-            out.append(HistoryEntry(behaviour, None, query))
-        else:
-            item = entry.get("item_id")
-            if not isinstance(item, str) or not item:
-                raise GensarError(f"history[{n}]: a {behaviour} needs an 'item_id'")
-            out.append(HistoryEntry(behaviour, item, None))
-    return out
+from gensar.families.gensar.directory import ITEMS as ITEMS_FILE
+from gensar.families.gensar.tasks.builder import COLLABORATIVE, SEMANTIC, TaskBuilder
+from gensar.families.gensar.tasks.config import TaskConfig
+from gensar.families.gensar.tasks.templates import NRIP, NSIP, NSQP
+from gensar.families.gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
+from gensar.families.protocols import HistoryEntry, Prediction
 
 
 class GenSAR:
@@ -98,6 +63,7 @@ class GenSAR:
         self.builder = builder
         self.titles = titles
         self.card = card or {}
+        self.name: str = self.card.get("name", "GenSAR")
         self.item_ids: list[str] = list(identifiers.item_ids)
         self.item_index = {item: n for n, item in enumerate(self.item_ids)}
         vocab = tokenizer.get_vocab()
@@ -328,6 +294,14 @@ class GenSAR:
     ) -> list[Prediction]:
         """The ``k`` queries this user most likely searches next."""
         return self.suggest_queries_batch([history], k)[0]
+
+    # -- the Servable protocol's item lookup ---------------------------------------------------------
+    def title(self, item_id: str) -> str | None:
+        return self.titles.get(item_id)
+
+    def descriptions(self) -> dict[str, str]:
+        """Item texts (what Desc2ID/ID2Desc use), shown by the service's item lookup."""
+        return dict(getattr(self.builder, "item_descriptions", {}) or {})
 
     @cached_property
     def num_parameters(self) -> int:

@@ -22,14 +22,31 @@ from gensar import __version__
 from gensar.config import Section
 from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
+from gensar.families.gensar.backbone import (
+    ModelConfig,
+    build_model,
+    init_identifier_embeddings,
+    minilm_path,
+)
+from gensar.families.gensar.directory import weight_checksums
+from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder, to_entries
+from gensar.families.gensar.tasks.config import TaskConfig
+from gensar.families.gensar.tasks.templates import (
+    DESC2ID,
+    ID2DESC,
+    NRIP,
+    NSIP,
+    NSQP,
+    template_texts,
+)
+from gensar.families.gensar.tasks.vocab import (
+    BEHAVIOUR_TOKENS,
+    TASK_TOKENS,
+    build_tokenizer,
+    extend_tokenizer,
+)
+from gensar.families.gensar.training import TrainConfig, TrainResult, train
 from gensar.io import atomic_output_dir, write_json, write_parquet
-from gensar.model.backbone import ModelConfig, build_model, init_identifier_embeddings, minilm_path
-from gensar.model.directory import weight_checksums
-from gensar.model.train import TrainConfig, TrainResult, train
-from gensar.tasks.builder import SampleRows, TaskBuilder, to_entries
-from gensar.tasks.config import TaskConfig
-from gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, template_texts
-from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS, build_tokenizer, extend_tokenizer
 
 
 class GenSARConfig(Section):
@@ -181,8 +198,8 @@ def train_gensar(
     ``candidates_dir`` holds the evaluation candidate lists (built there if
     missing; default ``run_dir``). Returns a summary (best validation metrics, speed).
     """
-    from gensar.api import GenSAR
     from gensar.evaluation.candidates import build_candidates
+    from gensar.families.gensar.api import GenSAR
     from gensar.ids.identifiers import ItemIdentifiers
     from gensar.utils import seed_everything
 
