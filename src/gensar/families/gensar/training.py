@@ -76,7 +76,7 @@ class TrainConfig(Section):
     )
     eval_ranking: Literal["beam", "exact"] = Field(
         "beam",
-        description="How validation ranks the candidate lists (see evaluate.candidate_ranking).",
+        description="How validation ranks the candidate lists (see model.candidate_ranking).",
     )
     patience: int = Field(
         3, ge=1, description="Epochs without a better validation score before stopping."
