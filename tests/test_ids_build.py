@@ -281,19 +281,29 @@ def test_non_finite_embeddings(catalogue, tmp_path):
     assert "NaN" in one_line(err)
 
 
-def test_index_command(catalogue, tmp_path):
-    from typer.testing import CliRunner
+def test_index_command(catalogue, tmp_path, capsys):
+    from gensar.cli import main
 
-    from gensar.ids.commands import app
-
-    write_embeddings(catalogue, tmp_path)
+    run = tmp_path / "run"
+    write_embeddings(catalogue, run)
     config = tmp_path / "run.yaml"
     config.write_text(
         "index:\n  method: rqvae\n  codebook_size: 16\n  latent_dim: 8\n  hidden_dims: [32]\n"
     )
-    result = CliRunner().invoke(
-        app, ["index", str(catalogue), str(tmp_path), "-c", str(config), "--set", "epochs=3", "-q"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "semantic collisions" in result.output
-    assert ItemIdentifiers.load(tmp_path).codebook_size == 16
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "index",
+                str(catalogue),
+                "--run",
+                str(run),
+                "-c",
+                str(config),
+                "--set",
+                "index.epochs=3",
+            ]
+        )
+    output = capsys.readouterr()
+    assert done.value.code in (0, None), output.err
+    assert "semantic collisions" in output.out
+    assert ItemIdentifiers.load(run).codebook_size == 16

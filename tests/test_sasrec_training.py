@@ -9,13 +9,11 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from gensar.data import schema
 from gensar.data.dataset import Dataset, load_dataset
 from gensar.embed import collab
 from gensar.embed.collab import SASRecRecommender, train_collaborative, validation_cases
-from gensar.embed.commands import app
 from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.store import ItemEmbeddings
 from gensar.errors import DataError, GensarError
@@ -228,29 +226,32 @@ def test_bad_inputs_are_clear_errors(tmp_path, trained):
         rec.score_candidates([["i1"], ["i2"]], [["i3"]])
 
 
-def test_command_trains_and_reports_bad_settings(tiny_dataset, tmp_path):
-    runner = CliRunner()
-    ok = runner.invoke(
-        app,
-        [
-            str(tiny_dataset),
-            "--run",
-            str(tmp_path),
-            "--set",
-            "max_epochs=1",
-            "--set",
-            "hidden=16",
-            "--quiet",
-        ],
+def test_command_trains_and_reports_bad_settings(tiny_dataset, tmp_path, capsys):
+    from gensar.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as done:
+            main(["embed", "collab", *args])
+        out = capsys.readouterr()
+        return done.value.code or 0, out.out, out.err
+
+    code, out, err = cli(
+        str(tiny_dataset),
+        "--run",
+        str(tmp_path),
+        "--set",
+        "collab.max_epochs=1",
+        "--set",
+        "collab.hidden=16",
     )
-    assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.stdout[ok.stdout.index("{") :])["epochs_run"] == 1
+    assert code == 0, err
+    assert json.loads(out[out.index("{") :])["epochs_run"] == 1
     assert (tmp_path / "embeddings/collab.safetensors").is_file()
-    bad = runner.invoke(app, [str(tiny_dataset), "--run", str(tmp_path), "--set", "dropout=2"])
-    assert bad.exit_code == 2
-    assert "dropout" in bad.output and "Traceback" not in bad.output
-    missing = runner.invoke(app, [str(tmp_path / "nowhere"), "--run", str(tmp_path)])
-    assert missing.exit_code == 2 and "dataset directory not found" in missing.output
+    code, out, err = cli(str(tiny_dataset), "--run", str(tmp_path), "--set", "collab.dropout=2")
+    assert code == 2
+    assert "dropout" in err and "Traceback" not in err
+    code, out, err = cli(str(tmp_path / "nowhere"), "--run", str(tmp_path))
+    assert code == 2 and "dataset directory not found" in err
 
 
 def test_threads_setting_is_restored(tiny_dataset, tmp_path):

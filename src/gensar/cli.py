@@ -159,7 +159,8 @@ def embed_collab(
     from gensar.embed.collab import train_collaborative
 
     with _stage(config, set_, dataset, run, overwrite) as settings:
-        train_collaborative(settings.dataset, settings.run_dir, settings.collab)
+        summary = train_collaborative(settings.dataset, settings.run_dir, settings.collab)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
@@ -175,7 +176,13 @@ def index(
 
     with _stage(config, set_, dataset, run, overwrite) as settings:
         report = build_identifiers(settings.dataset, settings.run_dir, settings.index)
-    typer.echo(json.dumps(report.get("collision_rate", report.get("collisions", {})), indent=2))
+    for kind, rates in report.get("collision_rate", {}).items():
+        steps = ", ".join(f"{step} {rate:.2%}" for step, rate in rates.items())
+        typer.echo(f"{kind} collisions: {steps}")
+    usage = [row["usage"] for row in report.get("codebook_usage", []) if not row["disambiguation"]]
+    if usage:
+        typer.echo(f"lowest codebook usage {min(usage):.1%}")
+    typer.echo(f"wrote {Path(settings.run_dir) / 'identifiers'}")
 
 
 @app.command("index-report")

@@ -407,7 +407,7 @@ class SASRecRecommender:
             fmt=FORMAT,
             version=FORMAT_VERSION,
             what="SASRec",
-            fix_missing="run `gensar embed-collab DATASET RUN_DIR` and pass RUN_DIR/embeddings/sasrec",
+            fix_missing="run `gensar embed collab DATASET --run RUN_DIR` and pass RUN_DIR/embeddings/sasrec",
         )
         config = SASRecConfig.model_validate(info["config"])
         item_ids = info["item_ids"]

@@ -40,7 +40,7 @@ _CACHE_FORMAT = "1"
 
 
 class SemanticConfig(Section):
-    """Settings of ``gensar embed-text`` (the semantic item embeddings)."""
+    """Settings of ``gensar embed text`` (the semantic item embeddings)."""
 
     model: str = Field(
         BUNDLED_MODEL,

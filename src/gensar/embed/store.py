@@ -83,7 +83,7 @@ class ItemEmbeddings:
             raise DataError(
                 f"not a gensar embedding file ({err})",
                 where=path,
-                fix="rebuild it with `gensar embed`",
+                fix="rebuild it with `gensar embed text` or `gensar embed collab`",
             ) from None
         emb = cls(item_ids=item_ids, matrix=matrix, meta=meta)
         if expected_item_ids is not None and item_ids != list(expected_item_ids):

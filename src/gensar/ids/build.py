@@ -55,7 +55,7 @@ def load_inputs(
             raise DataError(
                 "the embeddings contain NaN or infinite values",
                 where=path,
-                fix="rebuild them (`gensar embed-text` / the SASRec stage)",
+                fix="rebuild them (`gensar embed text` / `gensar embed collab`)",
             )
         inputs[tower] = torch.from_numpy(np.ascontiguousarray(emb.matrix, dtype=np.float32))
         provenance[tower] = {"path": str(path), "sha256": sha256_file(path), "dim": emb.dim}
