@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -190,5 +189,8 @@ def test_old_benchmark_spelling_kind_still_reads():
     assert ModelSpec.model_validate({"name": "B", "kind": "bm25"}).family == "bm25"
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__]))
+def test_evaluate_batch_size_reaches_the_ranker(tiny_run, tiny_dataset):
+    from conftest import tiny_run_config
+
+    config = tiny_run_config(tiny_dataset, tiny_run, **{"evaluate.batch_size": 7})
+    assert config.family.ranker(tiny_run, config).batch_size == 7

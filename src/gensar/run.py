@@ -43,7 +43,12 @@ class EvaluateConfig(Section):
         ge=1,
         description="Samples per task for full-catalogue Recall/NDCG@10/20 (beam search is the costly part on CPU); null = all.",
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Samples per model call when a family ranks (GenSAR: one beam-search "
+        "batch); larger is faster on a GPU.",
+    )
     ties: TieRule = Field(
         DEFAULT_TIES,
         description="How a target tied with other items is ranked: expected = the exact "

@@ -95,7 +95,9 @@ def ranker(run_dir: Path, config: RunConfig, name: str | None = None) -> GenSARR
     """The evaluation adapter of the run's model, with the section's decoding knobs."""
     from gensar.families.gensar.ranking import GenSARRanker
 
-    return GenSARRanker.for_run(Path(run_dir) / MODEL_DIR, config.model, name=name)
+    return GenSARRanker.for_run(
+        Path(run_dir) / MODEL_DIR, config.model, name=name, batch_size=config.evaluate.batch_size
+    )
 
 
 def load(model_dir: Path) -> GenSAR:

@@ -52,11 +52,14 @@ class GenSARRanker:
         self.dataset: Dataset | None = None
 
     @classmethod
-    def for_run(cls, model_dir: str | Path, section, name: str | None = None) -> GenSARRanker:
+    def for_run(
+        cls, model_dir: str | Path, section, name: str | None = None, batch_size: int = 64
+    ) -> GenSARRanker:
         """The ranker GenSAR's run-config section describes (beam width, candidate ranking)."""
         return cls(
             model_dir,
             name=name,
+            batch_size=batch_size,
             num_beams=section.num_beams,
             candidate_ranking=section.candidate_ranking,
         )
