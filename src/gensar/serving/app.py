@@ -22,6 +22,7 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gensar.card import ModelCard
 from gensar.errors import GensarError
 from gensar.families.protocols import Servable
 from gensar.families.registry import load_model
@@ -143,14 +144,14 @@ def refuse_open_binding(config: ServeConfig) -> None:
 
 # -- pieces of create_app ----------------------------------------------------------------------------
 def _window(
-    config: ServeConfig, dataset_dir: str | Path | None, card: dict | None = None
+    config: ServeConfig, dataset_dir: str | Path | None, card: ModelCard | None = None
 ) -> tuple[int, int]:
     """The history window of training: recorded in the model card (or the dataset's
     sample options), unless configured."""
     rec, sessions = DEFAULT_WINDOW
-    trained = (card or {}).get("history_window") or {}
-    rec = int(trained.get("max_rec_history", rec))
-    sessions = int(trained.get("max_search_sessions", sessions))
+    trained = card.history_window if card is not None else None
+    if trained is not None:
+        rec, sessions = trained.max_rec_history, trained.max_search_sessions
     if dataset_dir is not None:
         from gensar.data.dataset import load_dataset
 
@@ -166,7 +167,7 @@ def _window(
 def _check_same_dataset(model: Servable, dataset_dir: str | Path) -> None:
     from gensar.data.dataset import load_dataset
 
-    trained_on = card_of(model).get("dataset", {}).get("content_hash")
+    trained_on = card_of(model).dataset.content_hash
     given = load_dataset(dataset_dir).manifest.get("content_hash")
     if trained_on and given and trained_on != given:
         log.warning(

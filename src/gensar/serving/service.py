@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gensar.answering import RECOMMEND, SEARCH, SUGGEST, answer
+from gensar.card import ModelCard
 from gensar.families.protocols import HistoryEntry, Prediction, Servable, Unsupported
 from gensar.serving import schemas as s
 from gensar.serving.batching import MicroBatcher
@@ -260,7 +261,7 @@ def _descriptions(model: Servable) -> dict[str, str]:
     return dict(describe() or {}) if callable(describe) else {}
 
 
-def card_of(model: Servable) -> dict:
+def card_of(model: Servable) -> ModelCard:
     """A model's card (optional ``card`` of a Servable): its dataset and history window."""
     card = getattr(model, "card", None)
-    return card if isinstance(card, dict) else {}
+    return card if isinstance(card, ModelCard) else ModelCard()

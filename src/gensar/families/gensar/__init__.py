@@ -108,11 +108,12 @@ def load(model_dir: Path) -> GenSAR:
 
 def examples_seen(run_dir: Path) -> int | None:
     """Training examples the run's model went through (its model card)."""
-    from gensar.io import read_json
+    from gensar.errors import GensarError
+    from gensar.families.gensar.directory import GenSARCard
 
     try:
-        return read_json(Path(run_dir) / MODEL_DIR / CARD)["training"].get("examples_seen")
-    except (OSError, ValueError, KeyError):
+        return GenSARCard.read(Path(run_dir) / MODEL_DIR).training.get("examples_seen")
+    except GensarError:
         return None
 
 

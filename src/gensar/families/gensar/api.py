@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -31,6 +30,7 @@ from gensar.families.gensar.directory import (
     MODEL_CARD,
     TOKENIZER,
     WEIGHTS,
+    GenSARCard,
     load_part,
     open_model_dir,
 )
@@ -53,7 +53,7 @@ class GenSAR:
         builder: TaskBuilder,
         titles: dict[str, str],
         *,
-        card: dict[str, Any] | None = None,
+        card: GenSARCard | None = None,
     ):
         from gensar.decoding import IdentifierCatalogue, SpecialTokens
 
@@ -62,8 +62,8 @@ class GenSAR:
         self.identifiers = identifiers
         self.builder = builder
         self.titles = titles
-        self.card = card or {}
-        self.name: str = self.card.get("name", "GenSAR")
+        self.card = card or GenSARCard()
+        self.name: str = self.card.name
         self.item_ids: list[str] = list(identifiers.item_ids)
         self.item_index = {item: n for n, item in enumerate(self.item_ids)}
         vocab = tokenizer.get_vocab()
@@ -100,7 +100,9 @@ class GenSAR:
         from gensar.utils import pick_device
 
         model_dir = Path(model_dir)
-        card = open_model_dir(model_dir)  # every damage is one line naming the file
+        card = GenSARCard.parse(  # every damage is one line naming the file
+            open_model_dir(model_dir), model_dir / MODEL_CARD
+        )
         tokenizer = load_part(
             model_dir / TOKENIZER,
             "tokenizer",
@@ -119,7 +121,7 @@ class GenSAR:
         task_config = load_part(
             model_dir / MODEL_CARD,
             "task settings",
-            lambda: TaskConfig.model_validate(card["tasks"]),
+            lambda: TaskConfig.model_validate(card.tasks),
         )
         builder = load_part(
             model_dir,
@@ -316,9 +318,9 @@ def _read_items(model_dir: Path) -> pl.DataFrame:
     return items
 
 
-def _load_model(model_dir: Path, card: dict[str, Any]):
+def _load_model(model_dir: Path, card: GenSARCard):
     from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
 
-    if card.get("model", {}).get("preset") == "minilm":
+    if card.model.get("preset") == "minilm":
         return EncoderDecoderModel.from_pretrained(str(model_dir))
     return AutoModelForSeq2SeqLM.from_pretrained(str(model_dir))

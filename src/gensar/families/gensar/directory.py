@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from gensar.card import ModelCard
 from gensar.errors import GensarError
 from gensar.io import sha256_file
 
@@ -132,3 +133,19 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelDirError("must be a JSON object", where=path, fix=REBUILD)
     return data
+
+
+class GenSARCard(ModelCard):
+    """GenSAR's model card (``gensar.json``): the shared fields, the weight checksums,
+    the settings it was trained with and its training summary."""
+
+    FILE: ClassVar[str] = MODEL_CARD
+
+    family: str | None = "gensar"
+    name: str = "GenSAR"
+    checksums: dict[str, str] | None = None
+    tasks: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    validation_history: list[Any] = []

@@ -39,7 +39,7 @@ class GenSARRanker:
         from gensar.families.gensar.api import GenSAR
 
         self.gensar = gensar or GenSAR.load(model_dir)
-        self.name = name or self.gensar.card.get("name", "GenSAR")
+        self.name = name or self.gensar.card.name
         counts = self.gensar.builder.config.counts
         self.tasks = tuple(
             t

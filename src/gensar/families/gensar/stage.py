@@ -19,6 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from gensar import __version__
+from gensar.card import DatasetRef, HistoryWindow
 from gensar.config import Section
 from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
@@ -28,7 +29,7 @@ from gensar.families.gensar.backbone import (
     init_identifier_embeddings,
     minilm_path,
 )
-from gensar.families.gensar.directory import weight_checksums
+from gensar.families.gensar.directory import GenSARCard, weight_checksums
 from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder, to_entries
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import (
@@ -46,7 +47,7 @@ from gensar.families.gensar.tasks.vocab import (
     extend_tokenizer,
 )
 from gensar.families.gensar.training import TrainConfig, TrainResult, train
-from gensar.io import atomic_output_dir, write_json, write_parquet
+from gensar.io import atomic_output_dir, write_parquet
 
 
 class GenSARConfig(Section):
@@ -350,20 +351,15 @@ def write_model_dir(
             pl.Series("description", [descriptions[i] for i in items["item_id"].to_list()])
         )
         write_parquet(items, tmp / "items.parquet")
-        write_json(
-            tmp / "gensar.json",
-            {
-                "gensar_version": __version__,
-                "checksums": weight_checksums(tmp),  # verified by every load
-                "name": config.name,
-                "tasks": config.tasks.model_dump(mode="json"),
-                "model": config.model.model_dump(mode="json"),
-                "train": config.train.model_dump(mode="json"),
-                "dataset": {
-                    "path": str(dataset.path),
-                    "content_hash": dataset.manifest.get("content_hash"),
-                },
-                "training": {k: v for k, v in summary.items() if k != "validation_history"},
-                "validation_history": summary.get("validation_history", []),
-            },
-        )
+        GenSARCard(
+            gensar_version=__version__,
+            checksums=weight_checksums(tmp),  # verified by every load
+            name=config.name,
+            tasks=config.tasks.model_dump(mode="json"),
+            model=config.model.model_dump(mode="json"),
+            train=config.train.model_dump(mode="json"),
+            dataset=DatasetRef.of(dataset),
+            history_window=HistoryWindow.of(dataset),
+            training={k: v for k, v in summary.items() if k != "validation_history"},
+            validation_history=summary.get("validation_history", []),
+        ).write(tmp)
