@@ -192,15 +192,11 @@ def _adopt(
 ) -> None:
     """Copy already-built stages (of ``needed``, default all) with identical fingerprints
     from earlier runs of this benchmark."""
+    from gensar.layout import RunLayout
     from gensar.pipeline import StageRecord
 
-    outputs = {
-        "semantic": "embeddings/semantic.safetensors",
-        "collab": "embeddings",
-        "index": "identifiers",
-    }
     record = StageRecord(run_dir)
-    for stage, rel in outputs.items():
+    for stage in ("semantic", "collab", "index"):
         if needed is not None and stage not in needed:
             continue
         if record.fingerprint(stage) == fingerprints.get(stage):
@@ -209,7 +205,8 @@ def _adopt(
             donor_record = StageRecord(donor)
             if donor_record.fingerprint(stage) != fingerprints.get(stage):
                 continue
-            source, target = donor / rel, run_dir / rel
+            source = RunLayout(donor).adoptable(stage)
+            target = RunLayout(run_dir).adoptable(stage)
             target.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)

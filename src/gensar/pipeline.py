@@ -17,16 +17,15 @@ from typing import Any
 
 from gensar.data import load_dataset, schema
 from gensar.io import read_json, sha256_text, write_json
+from gensar.layout import RunLayout
 from gensar.run import RunConfig
-
-STAGES_FILE = "stages.json"
 
 
 class StageRecord:
     """Fingerprints of the stages built in a run directory."""
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / STAGES_FILE
+        self.path = RunLayout(run_dir).stages_file
         self.data: dict[str, Any] = read_json(self.path) if self.path.is_file() else {}
 
     def fingerprint(self, stage: str) -> str | None:
@@ -105,24 +104,25 @@ def build_run(
     dataset = load_dataset(config.dataset)
     fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
     record = StageRecord(run_dir)
-    candidates_dir = Path(config.candidates_dir or run_dir)
+    layout = RunLayout(run_dir, config.candidates_dir)
+    candidates_dir = layout.candidates_dir
     family = config.family
     needed = set(family.stages(config))
     builds = {
         "semantic": (
-            run_dir / "embeddings" / "semantic.safetensors",
+            layout.stage_output("semantic"),
             lambda: embed_items(config.dataset, run_dir, config.semantic),
         ),
         "collab": (
-            run_dir / "embeddings" / "collab.safetensors",
+            layout.stage_output("collab"),
             lambda: train_collaborative(config.dataset, run_dir, config.collab, log=log),
         ),
         "index": (
-            run_dir / "identifiers" / "identifiers.parquet",
+            layout.stage_output("index"),
             lambda: build_identifiers(config.dataset, run_dir, config.index),
         ),
         "candidates": (
-            candidates_dir / "candidates",
+            layout.stage_output("candidates"),
             lambda: build_candidates(config.dataset, candidates_dir, config.candidates),
         ),
     }
@@ -135,7 +135,7 @@ def build_run(
             record,
             "train",
             fps["train"],
-            run_dir / family.model_dir_name,
+            layout.root / family.model_dir_name,
             lambda: family.train(config.dataset, run_dir, config, log=log),
             log,
         )
@@ -169,10 +169,11 @@ def evaluate_run(
         log=log,
         ties=config.evaluate.ties,
     )
-    paths = write_results(results, run_dir / "results")
+    results_dir = RunLayout(run_dir).results
+    paths = write_results(results, results_dir)
     log(
-        (run_dir / "results" / "results.md").read_text()
-        if (run_dir / "results" / "results.md").exists()
+        (results_dir / "results.md").read_text()
+        if (results_dir / "results.md").exists()
         else str(paths)
     )
     return results

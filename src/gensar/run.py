@@ -32,6 +32,7 @@ from gensar.evaluation.metrics import DEFAULT_TIES, TieRule
 from gensar.families import registry
 from gensar.ids.config import IndexConfig
 from gensar.io import check_output_dir, os_error, remove_stale_temporaries
+from gensar.layout import RunLayout
 
 
 class EvaluateConfig(Section):
@@ -133,7 +134,7 @@ def save_run_config(config: RunConfig, *, overwrite: bool = False) -> None:
     except OSError as err:
         raise os_error(err) from None
     remove_run_leftovers(run_dir)
-    dump_yaml(config, run_dir / "config.yaml")
+    dump_yaml(config, RunLayout(run_dir).config_file)
 
 
 def remove_run_leftovers(run_dir: Path) -> list[Path]:
@@ -145,4 +146,4 @@ def remove_run_leftovers(run_dir: Path) -> list[Path]:
 
 
 #: The folders of a run where stages build outputs under temporary names.
-RUN_FOLDERS = ("embeddings", "training", "training/checkpoints", "candidates", "results")
+RUN_FOLDERS = RunLayout.FOLDERS

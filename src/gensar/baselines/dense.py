@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from gensar import layout
 from gensar.baselines.common import candidate_rows, query_texts, require_fitted
 from gensar.data.dataset import Dataset
 from gensar.data.schema import SEARCH
 from gensar.embed.store import ItemEmbeddings
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
-SEMANTIC_FILE = Path("embeddings") / "semantic.safetensors"
+SEMANTIC_FILE = Path(layout.EMBEDDINGS) / layout.SEMANTIC_FILE
 
 
 def default_model_path() -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from gensar import layout
 from gensar.baselines.common import require_fitted
 from gensar.data.dataset import Dataset
 from gensar.data.schema import RECOMMENDATION
@@ -30,7 +31,7 @@ from gensar.errors import DataError
 Loader = Callable[[Dataset, Path | None], Any]
 
 
-SASREC_DIR = Path("embeddings") / "sasrec"
+SASREC_DIR = Path(layout.EMBEDDINGS) / layout.SASREC
 
 
 def load_from_run(dataset: Dataset, run_dir: Path | None) -> Any:

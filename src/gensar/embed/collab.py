@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gensar import __version__
+from gensar import __version__, layout
 from gensar.data.dataset import Dataset, load_dataset
 from gensar.embed.sasrec import PAD, SASRec, SASRecConfig, pad_left
 from gensar.embed.store import ItemEmbeddings
@@ -47,7 +47,7 @@ from gensar.weights import load_weights, read_weights_folder, save_weights_folde
 FORMAT = "gensar-sasrec"
 FORMAT_VERSION = 2  # 2: post-LN/RecBole variants (input_norm, optional final_norm)
 EMBEDDING_FILE = "collab.safetensors"
-MODEL_DIR = "sasrec"
+MODEL_DIR = layout.SASREC
 TOP_K = 10
 
 
@@ -95,7 +95,7 @@ def _train(
 ) -> dict[str, Any]:
     dataset = load_dataset(dataset_dir)
     run_dir = Path(run_dir)
-    out_dir = run_dir / "embeddings"
+    out_dir = layout.RunLayout(run_dir).embeddings
     started = time.perf_counter()
     seed_everything(config.seed)
     device = pick_device(config.device)

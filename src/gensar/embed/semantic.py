@@ -25,6 +25,7 @@ from pydantic import Field
 from gensar.config import Section
 from gensar.errors import ConfigError, DataError
 from gensar.io import sha256_files, sha256_text
+from gensar.layout import RunLayout
 from gensar.utils import torch_threads
 
 if TYPE_CHECKING:
@@ -256,6 +257,6 @@ def embed_items(
         "from_cache": cached,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    out = Path(run_dir) / "embeddings" / "semantic.safetensors"
+    out = RunLayout(run_dir).semantic_embeddings
     ItemEmbeddings(item_ids=dataset.item_ids, matrix=matrix, meta=meta).save(out)
     return out

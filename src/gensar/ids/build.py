@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gensar import __version__
+from gensar import __version__, layout
 from gensar.data.dataset import load_dataset
 from gensar.embed.store import ItemEmbeddings
 from gensar.errors import DataError
@@ -33,8 +33,8 @@ from gensar.io import atomic_output_dir, sha256_file, write_json
 from gensar.utils import torch_threads
 
 EMBEDDING_FILES = {
-    SEMANTIC: Path("embeddings") / "semantic.safetensors",
-    COLLABORATIVE: Path("embeddings") / "collab.safetensors",
+    SEMANTIC: Path(layout.EMBEDDINGS) / layout.SEMANTIC_FILE,
+    COLLABORATIVE: Path(layout.EMBEDDINGS) / layout.COLLAB_FILE,
 }
 
 
@@ -223,7 +223,7 @@ def build_identifiers(
             "assign": round(assign_seconds, 3),
         },
     }
-    with atomic_output_dir(run_dir / "identifiers") as tmp:
+    with atomic_output_dir(layout.RunLayout(run_dir).identifiers) as tmp:
         if isinstance(model, ResidualKMeans):
             save_rqkmeans(model, tmp / WEIGHTS)
         else:

@@ -29,6 +29,7 @@ import polars as pl
 
 from gensar.errors import DataError
 from gensar.io import atomic_write_bytes
+from gensar.layout import IDENTIFIERS as IDENTIFIERS_FOLDER
 
 TABLE = "identifiers.parquet"
 WEIGHTS = "rqvae.safetensors"
@@ -48,7 +49,7 @@ def token(level: str, code: int) -> str:
 def identifiers_dir(path: str | Path) -> Path:
     """``path`` itself if it holds identifiers.parquet, else ``path/identifiers``."""
     path = Path(path)
-    return path if (path / TABLE).is_file() else path / "identifiers"
+    return path if (path / TABLE).is_file() else path / IDENTIFIERS_FOLDER
 
 
 @dataclass

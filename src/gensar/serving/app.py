@@ -26,6 +26,7 @@ from gensar.card import ModelCard
 from gensar.errors import GensarError
 from gensar.families.protocols import Servable
 from gensar.families.registry import load_model
+from gensar.layout import RunLayout
 from gensar.serving import schemas as s
 from gensar.serving.config import ServeConfig
 from gensar.serving.errors import ApiError, ErrorBody, validation_message
@@ -36,7 +37,6 @@ from gensar.serving.store import HistoryStore
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-STORE_FILE = "history.sqlite3"
 DEFAULT_WINDOW = (5, 5)
 
 ERRORS = {
@@ -53,7 +53,7 @@ ERRORS = {
 
 def default_store(model_dir: str | Path) -> Path:
     """``<run>/serving/history.sqlite3`` beside the run's ``model/`` folder."""
-    return Path(model_dir).resolve().parent / "serving" / STORE_FILE
+    return RunLayout.of_model(model_dir).store
 
 
 def create_app(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gensar import layout
 from gensar.families.gensar.config import NAME, GenSARSection, upgrade_config
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 Config = GenSARSection
 #: The folder of a run that holds the trained model (what ``gensar serve`` loads).
-MODEL_DIR = "model"
+MODEL_DIR = layout.MODEL
 TITLE = "GenSAR"
 BENCHMARK_NOTE = (
     "GenSAR ranks a candidate list by beam search restricted to the candidates; `exact/` "

@@ -48,6 +48,7 @@ from gensar.families.gensar.tasks.vocab import (
 )
 from gensar.families.gensar.training import TrainConfig, TrainResult, train
 from gensar.io import atomic_output_dir, write_parquet
+from gensar.layout import RunLayout
 
 
 class GenSARConfig(Section):
@@ -211,7 +212,7 @@ def train_gensar(
     if list(identifiers.item_ids) != dataset.item_ids:
         raise GensarError(
             "the identifiers were built for another dataset",
-            where=run_dir / "identifiers",
+            where=RunLayout(run_dir).identifiers,
             fix="run `gensar index` for this dataset first",
         )
     tasks = evaluated_tasks(config.tasks)
@@ -223,7 +224,7 @@ def train_gensar(
     candidates_dir = Path(candidates_dir or run_dir)
     build_candidates(dataset_dir, candidates_dir, candidates_config)
 
-    work = run_dir / "training"
+    work = RunLayout(run_dir).training
     vocab_dir = work / "tokenizer"
     if resume and vocab_dir.is_dir():
         from transformers import AutoTokenizer
@@ -321,9 +322,10 @@ def train_gensar(
         "examples_seen": result.examples_seen,
         "validation_history": result.history,
     }
-    write_model_dir(run_dir / "model", best_dir, tokenizer, run_dir, dataset, config, summary)
+    model_dir = RunLayout(run_dir).model
+    write_model_dir(model_dir, best_dir, tokenizer, run_dir, dataset, config, summary)
     log(
-        f"model written to {run_dir / 'model'} (best validation NDCG@5 {result.best_score:.4f} at step {result.best_step})"
+        f"model written to {model_dir} (best validation NDCG@5 {result.best_score:.4f} at step {result.best_step})"
     )
     return summary
 
