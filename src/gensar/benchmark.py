@@ -236,7 +236,7 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
     from gensar.data import load_dataset, schema
     from gensar.data.prepare import PrepareConfig, prepare_dataset
     from gensar.evaluation.candidates import build_candidates, load_candidates
-    from gensar.evaluation.runner import evaluate_ranker
+    from gensar.evaluation.runner import evaluate_tasks
     from gensar.families.registry import get_family
     from gensar.pipeline import build_run, stage_fingerprints
 
@@ -304,16 +304,11 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
                 else None
             )
             ranker.fit(dataset, fit_dir)
-            for task, cands in sets.items():
-                if task in ranker.tasks:
-                    log(f"evaluating {model.name} on {task}/{cands.split}")
-                    result = evaluate_ranker(
-                        ranker, dataset, cands, full_samples=full_samples, ties=ties
-                    )
-                    if exact is not None:
-                        exact.fit(dataset, fit_dir)
-                        _add_exact(result, exact, dataset, cands, ties)
-                    results.append(result)
+            if exact is not None:
+                exact.fit(dataset, fit_dir)
+            results += evaluate_tasks(
+                ranker, dataset, sets, full_samples=full_samples, ties=ties, exact=exact, log=log
+            )
             timings[f"{model.name} (seed {seed})"] = round(time.perf_counter() - t0, 1)
         all_donors += donors
         per_seed[seed] = results
@@ -322,21 +317,6 @@ def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
     )
     log((out / "results.md").read_text())
     return summary
-
-
-EXACT_PREFIX = "exact/"
-#: Candidate metrics also reported under exact scoring (beside the beam figure).
-EXACT_METRICS = ("HR@10", "NDCG@10")
-
-
-def _add_exact(result, ranker, dataset, cands, ties) -> None:
-    """Add ``exact/NDCG@10`` etc.: the same model ranking every candidate without pruning."""
-    from gensar.evaluation.protocol import evaluate_model
-
-    exact = evaluate_model(ranker, dataset, cands, full_catalogue=False, batch_size=256, ties=ties)
-    for name in EXACT_METRICS:
-        result.metrics[EXACT_PREFIX + name] = exact.metrics[name]
-        result.per_sample[EXACT_PREFIX + name] = exact.per_sample[name]
 
 
 def write_benchmark(

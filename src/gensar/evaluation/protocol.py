@@ -51,6 +51,7 @@ def evaluate_model(
     full_catalogue: bool = True,
     batch_size: int = 1024,
     ties: TieRule = DEFAULT_TIES,
+    progress: bool = True,
 ) -> EvaluationResult:
     """Score one candidate set with ``model`` (already fitted) and compute its metrics.
 
@@ -69,7 +70,7 @@ def evaluate_model(
     full_parts: list[TargetRanks] | None = [] if full_catalogue else None
     targets = np.array([dataset.item_index[t] for t in candidates.target_item_ids], dtype=np.int64)
     desc = f"{model.name} {candidates.task}/{candidates.split}"
-    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False):
+    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=not progress):
         stop = min(start + batch_size, n)
         chunk = samples.slice(start, stop - start)
         scores[start:stop] = _checked(

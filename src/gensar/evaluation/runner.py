@@ -76,6 +76,44 @@ def evaluate_ranker(
     return result
 
 
+#: Candidate metrics also reported under a model's exact variant (beside its own figure).
+EXACT_PREFIX = "exact/"
+EXACT_METRICS = ("HR@10", "NDCG@10")
+
+
+def evaluate_tasks(
+    model,
+    dataset: Dataset,
+    candidate_sets: dict[str, CandidateSet],
+    *,
+    full_samples: int | None = 2000,
+    seed: int = 0,
+    ties: metrics.TieRule = metrics.DEFAULT_TIES,
+    exact=None,
+    log=print,
+) -> list[EvaluationResult]:
+    """Evaluate one fitted model on each task it supports: the one loop of ``gensar
+    evaluate`` and the benchmark. ``exact``: the same model ranking candidate lists
+    without pruning (fitted), reported as ``exact/HR@10``, ``exact/NDCG@10``."""
+    results = []
+    for task, cands in candidate_sets.items():
+        if task not in model.tasks:
+            continue
+        log(f"evaluating {model.name} on {task}/{cands.split} ({len(cands):,} lists)")
+        result = evaluate_ranker(
+            model, dataset, cands, full_samples=full_samples, seed=seed, ties=ties
+        )
+        if exact is not None:
+            extra = evaluate_model(
+                exact, dataset, cands, full_catalogue=False, batch_size=256, ties=ties
+            )
+            for name in EXACT_METRICS:
+                result.metrics[EXACT_PREFIX + name] = extra.metrics[name]
+                result.per_sample[EXACT_PREFIX + name] = extra.per_sample[name]
+        results.append(result)
+    return results
+
+
 def evaluate_models(
     models,
     dataset: Dataset,
@@ -91,12 +129,7 @@ def evaluate_models(
     results = []
     for model in models:
         model.fit(dataset, run_dir)
-        for task, cands in candidate_sets.items():
-            if task in model.tasks:
-                log(f"evaluating {model.name} on {task}/{cands.split} ({len(cands):,} lists)")
-                results.append(
-                    evaluate_ranker(
-                        model, dataset, cands, full_samples=full_samples, seed=seed, ties=ties
-                    )
-                )
+        results += evaluate_tasks(
+            model, dataset, candidate_sets, full_samples=full_samples, seed=seed, ties=ties, log=log
+        )
     return results

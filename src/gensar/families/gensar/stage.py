@@ -30,7 +30,7 @@ from gensar.families.gensar.backbone import (
     minilm_path,
 )
 from gensar.families.gensar.directory import GenSARCard, weight_checksums
-from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder, to_entries
+from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import (
     DESC2ID,
@@ -130,7 +130,12 @@ def build_vocabulary(dataset, identifiers, config: GenSARConfig):
 
 
 class Validator:
-    """Validation NDCG@5/10 and HR@10 on a fixed subset of the valid candidate lists (SPEC 8)."""
+    """Validation NDCG@5/10 and HR@10 on a fixed subset of the valid candidate lists (SPEC 8),
+    through the evaluation's own loop (:func:`gensar.evaluation.protocol.evaluate_model`)
+    with the model being trained as a :class:`GenSARRanker`."""
+
+    #: Beam width of validation's restricted beam search (what it has always used).
+    NUM_BEAMS = 20
 
     def __init__(
         self,
@@ -142,42 +147,35 @@ class Validator:
         seed: int,
         ranking: str = "beam",
     ):
-        from gensar.evaluation.candidates import load_candidates
+        from gensar.evaluation.candidates import CandidateSet, load_candidates
 
-        self.parts = []
+        self.dataset = dataset
+        self.subsets = []
         rng = np.random.default_rng(seed)
         for task in tasks:
             cands = load_candidates(candidates_dir, task, "valid")
-            samples = cands.samples(dataset)
             rows = np.sort(rng.choice(len(cands), size=min(n_samples, len(cands)), replace=False))
-            picked = samples[rows]
-            gen_task = NRIP if task == schema.RECOMMENDATION else NSIP
-            instructions = [
-                builder.instruction(
-                    gen_task,
-                    to_entries(r["history"], dataset.query_text),
-                    query=dataset.query_text.get(r["query_id"]) if r["query_id"] else None,
-                )
-                for r in picked.iter_rows(named=True)
-            ]
-            all_lists = cands.candidates  # a property that converts the whole column: read once
-            lists = [all_lists[i] for i in rows]
-            indices = [[dataset.item_index[item] for item in row] for row in lists]
-            targets = cands.target_index[rows]
-            self.parts.append((task, gen_task, instructions, indices, targets))
+            self.subsets.append(
+                CandidateSet(cands.task, cands.split, cands.frame[rows], cands.path)
+            )
         self.ranking = ranking
-        self.gensar = None
 
     def __call__(self, gensar) -> dict[str, float]:
-        from gensar.evaluation.metrics import candidate_metrics, rank_of_target
+        from gensar.evaluation.protocol import evaluate_model
+        from gensar.families.gensar.ranking import GenSARRanker
 
+        ranker = GenSARRanker(
+            gensar=gensar, num_beams=self.NUM_BEAMS, candidate_ranking=self.ranking
+        )
+        ranker.fit(self.dataset)
         metrics: dict[str, float] = {}
         ndcg5 = []
-        for task, gen_task, instructions, indices, targets in self.parts:
-            scores = gensar.score_candidates(gen_task, instructions, indices, mode=self.ranking)
-            values = candidate_metrics(rank_of_target(scores, targets))
+        for subset in self.subsets:
+            values = evaluate_model(
+                ranker, self.dataset, subset, full_catalogue=False, progress=False
+            ).metrics
             for name in ("NDCG@5", "NDCG@10", "HR@10"):
-                metrics[f"{task}/{name}"] = values[name]
+                metrics[f"{subset.task}/{name}"] = values[name]
             ndcg5.append(values["NDCG@5"])
         metrics["score"] = float(np.mean(ndcg5))
         return metrics
