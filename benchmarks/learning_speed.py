@@ -59,7 +59,6 @@ def short_training(
         work,
         gensar_config(config),
         candidates_dir=work,
-        candidates_config=config.candidates,
         progress=True,
     )
     seconds = time.perf_counter() - started

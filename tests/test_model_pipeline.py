@@ -116,7 +116,6 @@ def test_resume_after_kill_gives_the_same_model(tiny_dataset, tiny_run, tmp_path
         tiny_dataset,
         straight,
         gensar_config(config),
-        candidates_config=config.candidates,
         log=lambda *_: None,
         progress=False,
     )

@@ -215,7 +215,10 @@ def train(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the run's model family (GenSAR by default: the five tasks) -> RUN/model."""
+    from gensar.pipeline import build_run
+
     with _stage(config, set_, dataset, run, overwrite) as settings:
+        build_run(settings, only=("candidates",))  # the lists its validation reads, if any
         settings.family.train(settings.dataset, settings.run_dir, settings, resume=resume)
 
 

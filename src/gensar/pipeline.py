@@ -89,10 +89,15 @@ def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
 
 
 def build_run(
-    config: RunConfig, *, log=print, candidates_dir: Path | None = None
+    config: RunConfig,
+    *,
+    log=print,
+    candidates_dir: Path | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, str]:
     """The shared stages the run's family reads (embeddings, identifiers, candidate
-    lists), then the family's model, reusing what is built."""
+    lists), then the family's model, reusing what is built. ``only``: just those shared
+    stages (e.g. ``gensar train`` builds the candidate lists, and nothing else, itself)."""
     from gensar.embed.collab import train_collaborative
     from gensar.embed.semantic import embed_items
     from gensar.evaluation.candidates import build_candidates
@@ -127,9 +132,11 @@ def build_run(
         ),
     }
     for stage in SHARED_STAGES:
-        if stage in needed:
+        if stage in needed and (only is None or stage in only):
             output, build = builds[stage]
             run_stage(record, stage, fps[stage], output, build, log)
+    if only is not None:
+        return fps
     if family.trains:
         run_stage(
             record,

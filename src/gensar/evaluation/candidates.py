@@ -188,7 +188,7 @@ def load_candidates(out_dir: str | Path, task: str, split: str) -> CandidateSet:
         raise DataError(
             f"no candidate lists for {task}/{split}",
             where=path,
-            fix="build them first with gensar.evaluation.build_candidates (or `gensar evaluate`)",
+            fix="build them with `gensar train` or `gensar run` (the candidates stage), or gensar.evaluation.build_candidates",
         )
     _check_listed(path, f"{task}_{split}")
     frame = pl.read_parquet(path)

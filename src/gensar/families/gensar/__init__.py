@@ -86,7 +86,6 @@ def train(
         run_dir,
         gensar_config(config),
         candidates_dir=config.candidates_dir or run_dir,
-        candidates_config=config.candidates,
         resume=resume,
         log=log,
     )

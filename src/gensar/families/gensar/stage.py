@@ -187,7 +187,6 @@ def train_gensar(
     config: GenSARConfig | None = None,
     *,
     candidates_dir: str | Path | None = None,
-    candidates_config=None,
     resume: bool = False,
     log=print,
     stop_after_steps: int | None = None,
@@ -195,10 +194,9 @@ def train_gensar(
 ) -> dict[str, Any]:
     """Train GenSAR on ``dataset_dir`` with the identifiers in ``run_dir``; write ``run_dir/model``.
 
-    ``candidates_dir`` holds the evaluation candidate lists (built there if
-    missing; default ``run_dir``). Returns a summary (best validation metrics, speed).
+    ``candidates_dir`` holds the candidate lists validation ranks (default ``run_dir``);
+    only their own stage builds them (``gensar train``/``gensar run`` run it first). Returns a summary (best validation metrics, speed).
     """
-    from gensar.evaluation.candidates import build_candidates
     from gensar.families.gensar.api import GenSAR
     from gensar.ids.identifiers import ItemIdentifiers
     from gensar.utils import seed_everything
@@ -220,7 +218,6 @@ def train_gensar(
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
     candidates_dir = Path(candidates_dir or run_dir)
-    build_candidates(dataset_dir, candidates_dir, candidates_config)
 
     work = RunLayout(run_dir).training
     vocab_dir = work / "tokenizer"
