@@ -14,6 +14,16 @@ RESULTS = REPO / "benchmarks" / "results"
 SHARED_DATA = Path(os.environ.get("GENSAR_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def show_progress() -> None:
+    """Print gensar's progress messages (stdlib logging) as the CLI does."""
+    from gensar.logs import console_logging
+
+    console_logging()
+
+
+show_progress()
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (they are only comparable on the same machine)."""
     import torch

@@ -114,6 +114,9 @@ def other_sinkhorn_rates(run_dir: Path, dataset_dir: Path) -> dict[str, dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gensar.logs import console_logging
+
+    console_logging()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--dataset", type=Path, default=REPO / "runs" / "data" / "amazon-scientific"

@@ -28,6 +28,7 @@ match), its family's training, then its family's ranker on the shared lists.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from pydantic import Field, model_validator
 
 from gensar.config import Section, apply_overrides, read_yaml, validate
 from gensar.errors import ConfigError
+
+_logger = logging.getLogger(__name__)
 
 
 class DatasetSpec(Section):
@@ -232,7 +235,8 @@ def _reading_dir(
     return (donors or all_donors or [seed_dir])[0]
 
 
-def run_benchmark(bench: BenchmarkConfig, *, log=print) -> dict[str, Any]:
+def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
+    log = log or _logger.info
     from gensar.data import load_dataset, schema
     from gensar.data.prepare import PrepareConfig, prepare_dataset
     from gensar.evaluation.candidates import build_candidates, load_candidates

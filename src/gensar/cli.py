@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     (permission, read-only file system, a file where a folder should be, a full
     disk) is a user error too: one line naming the path, never a traceback.
     """
+    from gensar.logs import console_logging
+
+    console_logging()
     try:
         app(args=argv, prog_name="gensar")
     except GensarError as err:

@@ -10,6 +10,7 @@ embeddings and identifiers.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from gensar.data import load_dataset, schema
 from gensar.io import read_json, sha256_text, write_json
 from gensar.layout import RunLayout
 from gensar.run import RunConfig
+
+_logger = logging.getLogger(__name__)
 
 
 class StageRecord:
@@ -50,9 +53,10 @@ def run_stage(
     fingerprint: str,
     output: Path,
     build: Callable[[], Any],
-    log=print,
+    log=None,
 ) -> bool:
     """Build ``output`` unless it exists with the same fingerprint; returns True if built."""
+    log = log or _logger.info
     if output.exists() and record.fingerprint(name) == fingerprint:
         log(f"[{name}] up to date ({output})")
         return False
@@ -91,13 +95,14 @@ def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
 def build_run(
     config: RunConfig,
     *,
-    log=print,
+    log=None,
     candidates_dir: Path | None = None,
     only: tuple[str, ...] | None = None,
 ) -> dict[str, str]:
     """The shared stages the run's family reads (embeddings, identifiers, candidate
     lists), then the family's model, reusing what is built. ``only``: just those shared
     stages (e.g. ``gensar train`` builds the candidate lists, and nothing else, itself)."""
+    log = log or _logger.info
     from gensar.embed.collab import train_collaborative
     from gensar.embed.semantic import embed_items
     from gensar.evaluation.candidates import build_candidates
@@ -150,10 +155,11 @@ def build_run(
 
 
 def evaluate_run(
-    config: RunConfig, *, candidates_dir: Path | None = None, baselines: bool = True, log=print
+    config: RunConfig, *, candidates_dir: Path | None = None, baselines: bool = True, log=None
 ):
     """Evaluate the run's model (and, optionally, the baseline families of
     ``evaluate.baselines``) on the test lists."""
+    log = log or _logger.info
     from gensar.evaluation.candidates import load_candidates
     from gensar.evaluation.report import write_results
     from gensar.evaluation.runner import evaluate_models
@@ -186,7 +192,8 @@ def evaluate_run(
     return results
 
 
-def run_pipeline(config: RunConfig, *, log=print) -> None:
+def run_pipeline(config: RunConfig, *, log=None) -> None:
     """`gensar run`: every stage, then the evaluation with the main baselines."""
+    log = log or _logger.info
     build_run(config, log=log)
     evaluate_run(config, log=log)

@@ -8,12 +8,16 @@ settings are in ``gensar/configs/quickstart.yaml``.
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib import resources
 from pathlib import Path
 
+_logger = logging.getLogger(__name__)
 
-def run_quickstart(out: Path, *, log=print) -> None:
+
+def run_quickstart(out: Path, *, log=None) -> None:
+    log = log or _logger.info
     from gensar.benchmark import load_benchmark, run_benchmark
     from gensar.data.download import movielens_100k
 

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import http.client
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -36,6 +37,8 @@ import platformdirs
 
 from gensar.errors import DataError
 from gensar.io import atomic_output_dir, atomic_write_bytes, read_json, sha256_file, write_json
+
+_logger = logging.getLogger(__name__)
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 #: Files taken from the GroupLens archive (its folder is ``ml-100k/``); the first two
@@ -73,8 +76,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("gensar"))
 
 
-def movielens_100k(cache_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+def movielens_100k(
+    cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None
+) -> Path:
     """A folder with ML-100K (GroupLens or RecBole files), downloaded on first use."""
+    log = log or _logger.info
     root = cache_root(cache_dir) / "movielens"
     final = root / "ml-100k"
     marker = root / LICENSE_MARKER

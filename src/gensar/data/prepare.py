@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from gensar.io import (
     write_parquet,
 )
 
+_logger = logging.getLogger(__name__)
+
 
 class PrepareConfig(Section):
     """Settings of `gensar prepare` (the `prepare:` section of a run config)."""
@@ -42,7 +45,7 @@ def prepare_dataset(
     out: str | Path,
     config: PrepareConfig | None = None,
     *,
-    log=print,
+    log=None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load ``path`` with the ``source`` loader, validate, build samples, write ``out``.
@@ -51,6 +54,7 @@ def prepare_dataset(
     temporary name and renamed into place. An existing ``out`` is replaced only if
     it is an earlier dataset (its ``manifest.json``) or ``overwrite``. Returns the manifest.
     """
+    log = log or _logger.info
     check_output_dir(out, "dataset", overwrite=overwrite)
     config = config or PrepareConfig()
     loader = registry.get_loader(source)

@@ -24,6 +24,7 @@ The same trained model is the recommendation baseline of the evaluation:
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,8 @@ from gensar.errors import DataError, GensarError
 from gensar.io import atomic_output_dir
 from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
 from gensar.weights import load_weights, read_weights_folder, save_weights_folder
+
+_logger = logging.getLogger(__name__)
 
 FORMAT = "gensar-sasrec"
 FORMAT_VERSION = 2  # 2: post-LN/RecBole variants (input_norm, optional final_norm)
@@ -73,13 +76,14 @@ def train_collaborative(
     config: SASRecConfig | None = None,
     *,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train SASRec on ``dataset_dir`` and write ``run_dir/embeddings/`` (see module doc).
 
     Returns a summary: epochs run, best epoch, best validation NDCG@10/HR@10,
     seconds, and the written paths.
     """
+    log = log or _logger.info
     config = config or SASRecConfig()
     with torch_threads(config.threads):
         return _train(dataset_dir, run_dir, config, progress=progress, log=log)

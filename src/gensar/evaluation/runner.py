@@ -8,6 +8,7 @@ model on a CPU; candidate-list metrics always use every test sample.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from gensar.evaluation.candidates import CandidateSet
 from gensar.evaluation.evaluate import FULL_PREFIX, EvaluationResult, evaluate_scores
 from gensar.evaluation.protocol import evaluate_model
 from gensar.families.protocols import Unsupported
+
+_logger = logging.getLogger(__name__)
 
 
 def full_catalogue_rows(n: int, full_samples: int | None, seed: int = 0) -> np.ndarray:
@@ -90,11 +93,12 @@ def evaluate_tasks(
     seed: int = 0,
     ties: metrics.TieRule = metrics.DEFAULT_TIES,
     exact=None,
-    log=print,
+    log=None,
 ) -> list[EvaluationResult]:
     """Evaluate one fitted model on each task it supports: the one loop of ``gensar
     evaluate`` and the benchmark. ``exact``: the same model ranking candidate lists
     without pruning (fitted), reported as ``exact/HR@10``, ``exact/NDCG@10``."""
+    log = log or _logger.info
     results = []
     for task, cands in candidate_sets.items():
         if task not in model.tasks:
@@ -122,10 +126,11 @@ def evaluate_models(
     full_samples: int | None = 2000,
     seed: int = 0,
     run_dir: Path | None = None,
-    log=print,
+    log=None,
     ties: metrics.TieRule = metrics.DEFAULT_TIES,
 ) -> list[EvaluationResult]:
     """Fit (load) and evaluate each model on each task it supports."""
+    log = log or _logger.info
     results = []
     for model in models:
         model.fit(dataset, run_dir)

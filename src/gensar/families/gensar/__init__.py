@@ -76,7 +76,7 @@ def stages(config: RunConfig) -> tuple[str, ...]:
 
 
 def train(
-    dataset_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = False, log=print
+    dataset_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = False, log=None
 ) -> dict[str, Any]:
     """Train GenSAR on the run's identifiers -> ``run_dir/model``."""
     from gensar.families.gensar.stage import train_gensar

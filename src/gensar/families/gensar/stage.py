@@ -9,6 +9,7 @@ tokenizer, ``identifiers.parquet``, ``items.parquet`` (titles) and
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,8 @@ from gensar.families.gensar.tasks.vocab import (
 from gensar.families.gensar.training import TrainConfig, TrainResult, train
 from gensar.io import atomic_output_dir, write_parquet
 from gensar.layout import RunLayout
+
+_logger = logging.getLogger(__name__)
 
 
 class GenSARConfig(Section):
@@ -188,7 +191,7 @@ def train_gensar(
     *,
     candidates_dir: str | Path | None = None,
     resume: bool = False,
-    log=print,
+    log=None,
     stop_after_steps: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -197,6 +200,7 @@ def train_gensar(
     ``candidates_dir`` holds the candidate lists validation ranks (default ``run_dir``);
     only their own stage builds them (``gensar train``/``gensar run`` run it first). Returns a summary (best validation metrics, speed).
     """
+    log = log or _logger.info
     from gensar.families.gensar.api import GenSAR
     from gensar.ids.identifiers import ItemIdentifiers
     from gensar.utils import seed_everything
