@@ -212,15 +212,6 @@ def validate(model: type[M], data: dict[str, Any], *, source: str | Path = "conf
         ) from None
 
 
-def load_config(
-    model: type[M], path: str | Path | None = None, overrides: list[str] | None = None
-) -> M:
-    """Load ``model`` from a YAML file (or defaults) and apply CLI overrides."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    return validate(model, data, source=path or "overrides")
-
-
 def dump_yaml(model: BaseModel, path: str | Path) -> None:
     """Write the resolved configuration (every default spelled out) as YAML."""
     from gensar.io import atomic_write_bytes

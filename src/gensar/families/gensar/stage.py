@@ -63,10 +63,6 @@ class GenSARConfig(Section):
     name: str = Field("GenSAR", description="Shown in result tables.")
 
 
-def task_of_sample(task: str) -> str:
-    return schema.RECOMMENDATION if task == NRIP else schema.SEARCH
-
-
 def evaluated_tasks(config: TaskConfig) -> list[str]:
     """Dataset tasks the model is trained to answer (used for validation)."""
     out = []

@@ -328,7 +328,7 @@ def train(
                 checkpoint()
             if stop_after_steps is not None and state["step"] >= stop_after_steps:
                 bar.close()
-                return _result(state, rate(), started, stopped=True)
+                return _result(state, rate(), started)
         # end of an epoch (or of the step budget): validate, select, maybe stop
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
@@ -362,7 +362,7 @@ def train(
         checkpoint()
         accelerator.wait_for_everyone()
     bar.close()
-    return _result(state, rate(), started, stopped=False)
+    return _result(state, rate(), started)
 
 
 class NonFiniteLoss(GensarError):
@@ -405,9 +405,7 @@ def drop_logged_after(log: MetricsLog, state: dict[str, Any]) -> int:
     return len(records) - len(kept)
 
 
-def _result(
-    state: dict[str, Any], examples_per_second: float, started: float, *, stopped: bool
-) -> TrainResult:
+def _result(state: dict[str, Any], examples_per_second: float, started: float) -> TrainResult:
     seconds = state["train_seconds"] + (time.perf_counter() - started)
     return TrainResult(
         best_score=state["best_score"],
