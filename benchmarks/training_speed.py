@@ -29,10 +29,10 @@ def build(dataset_dir: Path, run_dir: Path, n: int):
     from transformers import AutoTokenizer
 
     from gensar.data import load_dataset
-    from gensar.families.gensar.backbone import ModelConfig, build_model
     from gensar.families.gensar.stage import GenSARConfig, build_vocabulary, item_descriptions
     from gensar.families.gensar.tasks.builder import TaskBuilder
     from gensar.ids.identifiers import ItemIdentifiers
+    from gensar.model.backbone import ModelConfig, build_model
 
     dataset = load_dataset(dataset_dir)
     identifiers = ItemIdentifiers.load(run_dir)

@@ -190,7 +190,7 @@ def test_pretrained_checkpoint_is_extended(tiny_dataset, tiny_run, tmp_path):
 
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from gensar.families.gensar.tasks.vocab import VocabConfig, build_tokenizer
+    from gensar.tasks.vocab import VocabConfig, build_tokenizer
 
     checkpoint = tmp_path / "pretrained"
     tokenizer = build_tokenizer(

@@ -28,7 +28,7 @@ from gensar.families.gensar.tasks.templates import (
     TEMPLATES,
     template_texts,
 )
-from gensar.families.gensar.tasks.vocab import (
+from gensar.tasks.vocab import (
     BEHAVIOUR_TOKENS,
     TASK_TOKENS,
     VocabConfig,

@@ -38,8 +38,8 @@ from gensar.families.gensar.directory import ITEMS as ITEMS_FILE
 from gensar.families.gensar.tasks.builder import COLLABORATIVE, SEMANTIC, TaskBuilder
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import NRIP, NSIP, NSQP
-from gensar.families.gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
 from gensar.families.protocols import HistoryEntry, Prediction
+from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
 
 
 class GenSAR:

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gensar.config import Section
-from gensar.families.gensar.backbone import ModelConfig
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.training import TrainConfig
+from gensar.model.backbone import ModelConfig
 
 NAME = "gensar"
 

@@ -24,12 +24,6 @@ from gensar.card import DatasetRef, HistoryWindow
 from gensar.config import Section
 from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
-from gensar.families.gensar.backbone import (
-    ModelConfig,
-    build_model,
-    init_identifier_embeddings,
-    minilm_path,
-)
 from gensar.families.gensar.directory import GenSARCard, weight_checksums
 from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder
 from gensar.families.gensar.tasks.config import TaskConfig
@@ -41,15 +35,21 @@ from gensar.families.gensar.tasks.templates import (
     NSQP,
     template_texts,
 )
-from gensar.families.gensar.tasks.vocab import (
+from gensar.families.gensar.training import TrainConfig, TrainResult, train
+from gensar.io import atomic_output_dir, write_parquet
+from gensar.layout import RunLayout
+from gensar.model.backbone import (
+    ModelConfig,
+    build_model,
+    init_identifier_embeddings,
+    minilm_path,
+)
+from gensar.tasks.vocab import (
     BEHAVIOUR_TOKENS,
     TASK_TOKENS,
     build_tokenizer,
     extend_tokenizer,
 )
-from gensar.families.gensar.training import TrainConfig, TrainResult, train
-from gensar.io import atomic_output_dir, write_parquet
-from gensar.layout import RunLayout
 
 _logger = logging.getLogger(__name__)
 

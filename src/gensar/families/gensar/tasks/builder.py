@@ -21,8 +21,8 @@ import polars as pl
 from gensar.data import schema
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES
-from gensar.families.gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
 from gensar.families.protocols import HistoryEntry
+from gensar.tasks.vocab import BEHAVIOUR_TOKENS, TASK_TOKENS
 
 SEMANTIC, COLLABORATIVE = "semantic", "collaborative"
 

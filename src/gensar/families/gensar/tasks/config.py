@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from gensar.config import Section
-from gensar.families.gensar.tasks.vocab import VocabConfig
+from gensar.tasks.vocab import VocabConfig
 
 Count = int | Literal["all"]
 

@@ -49,7 +49,7 @@ T5_SHAPES = {
 
 class ModelConfig(Section):
     preset: Literal["tiny", "small", "minilm", "pretrained"] = Field(
-        "tiny", description="Backbone preset (see gensar.families.gensar.backbone)."
+        "tiny", description="Backbone preset (see gensar.model.backbone)."
     )
     pretrained_path: Path | None = Field(
         None, description="Local checkpoint for preset=pretrained (a save_pretrained folder)."
