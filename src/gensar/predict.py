@@ -6,7 +6,8 @@ Each input line is one request::
     {"task": "search", "history": [...], "query": "duct tape", "k": 10}
     {"task": "suggest_queries", "history": [...], "k": 5}
 
-(``history`` as in :mod:`gensar.families.gensar.api`). Each output line holds the request's
+(``history`` as in :func:`gensar.answering.as_entries`; the model is loaded by its family,
+:func:`gensar.families.registry.load_model`). Each output line holds the request's
 ``id`` (if given) and ``results``: item ids, titles and scores (or query texts).
 Requests of the same task are answered in batches, each with its own ``k``
 (:mod:`gensar.answering`, shared with ``gensar serve``): an answer never depends
