@@ -194,3 +194,13 @@ def test_evaluate_batch_size_reaches_the_ranker(tiny_run, tiny_dataset):
 
     config = tiny_run_config(tiny_dataset, tiny_run, **{"evaluate.batch_size": 7})
     assert config.family.ranker(tiny_run, config).batch_size == 7
+
+
+def test_every_trained_family_meets_the_protocols(tiny_run, tiny_dataset):
+    from conftest import tiny_run_config
+
+    config = tiny_run_config(tiny_dataset, tiny_run)
+    assert isinstance(registry.load_model(tiny_run / "model"), Servable)
+    assert isinstance(config.family.ranker(tiny_run, config), Ranker)
+    for name in ("sasrec", "bm25", "dense", "popularity"):
+        assert isinstance(registry.get_family(name).ranker(tiny_run, config), Ranker)

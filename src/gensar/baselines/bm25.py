@@ -13,13 +13,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gensar.baselines.common import candidate_rows, group_rows, query_texts, require_fitted
+from gensar.baselines.common import (
+    ScoresCatalogue,
+    candidate_rows,
+    group_rows,
+    query_texts,
+    require_fitted,
+)
 from gensar.data.dataset import Dataset
 from gensar.data.schema import SEARCH
 from gensar.evaluation.bm25_index import LUCENE_B, LUCENE_K1, BM25Index
 
 
-class BM25Search:
+class BM25Search(ScoresCatalogue):
     """Lexical search over item text; ignores the user."""
 
     tasks = (SEARCH,)

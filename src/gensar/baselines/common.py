@@ -9,6 +9,7 @@ import polars as pl
 
 from gensar.data.dataset import Dataset
 from gensar.errors import DataError
+from gensar.families.protocols import Unsupported
 
 
 def query_texts(samples: pl.DataFrame, dataset: Dataset) -> list[str]:
@@ -51,3 +52,11 @@ def group_rows(keys: list[str]) -> Iterator[tuple[str, np.ndarray]]:
 def require_fitted(value: object, name: str) -> None:
     if value is None:
         raise RuntimeError(f"{name} is not fitted: call fit(dataset, run_dir) first")
+
+
+class ScoresCatalogue:
+    """Mixin of the baselines that score every item (``score_all``) instead of a top-k:
+    the :class:`~gensar.families.protocols.Ranker` protocol's ``top_k`` is unsupported."""
+
+    def top_k(self, samples: pl.DataFrame, k: int) -> list[list[str]]:
+        raise Unsupported("ranks the catalogue with score_all")

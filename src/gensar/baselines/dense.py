@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from gensar import layout
-from gensar.baselines.common import candidate_rows, query_texts, require_fitted
+from gensar.baselines.common import ScoresCatalogue, candidate_rows, query_texts, require_fitted
 from gensar.data.dataset import Dataset
 from gensar.data.schema import SEARCH
 from gensar.embed.store import ItemEmbeddings
@@ -89,7 +89,7 @@ def _normalised(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-class DenseRetrieval:
+class DenseRetrieval(ScoresCatalogue):
     """Cosine similarity between the query embedding and each item's text embedding."""
 
     tasks = (SEARCH,)

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gensar.baselines.common import candidate_rows, require_fitted
+from gensar.baselines.common import ScoresCatalogue, candidate_rows, require_fitted
 from gensar.data.dataset import Dataset
 from gensar.data.schema import RECOMMENDATION, SEARCH
 
 
-class Popularity:
+class Popularity(ScoresCatalogue):
     """Score = number of training rec clicks of the item, whatever the user or query."""
 
     tasks = (RECOMMENDATION, SEARCH)

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from gensar import layout
-from gensar.baselines.common import require_fitted
+from gensar.baselines.common import ScoresCatalogue, require_fitted
 from gensar.data.dataset import Dataset
 from gensar.data.schema import RECOMMENDATION
 from gensar.errors import DataError
@@ -43,7 +43,7 @@ def load_from_run(dataset: Dataset, run_dir: Path | None) -> Any:
     return SASRecRecommender.load(Path(run_dir) / SASREC_DIR)
 
 
-class SASRecBaseline:
+class SASRecBaseline(ScoresCatalogue):
     """Sequential recommendation by SASRec over each sample's earlier rec clicks."""
 
     tasks = (RECOMMENDATION,)
