@@ -10,14 +10,22 @@ import torch
 from torch import nn
 
 from gensar.config import validate
-from gensar.embed.collab import evaluate, item_popularity, make_batches
+from gensar.embed.collab import (
+    evaluate,
+    item_popularity,
+    make_batches,
+    prefix_examples,
+    train_epoch,
+)
 from gensar.embed.sasrec import SASRec, SASRecConfig, pad_left
 from gensar.errors import ConfigError
 
 
 def small_model(**kw) -> SASRec:
     torch.manual_seed(0)
-    config = SASRecConfig(hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, **kw)
+    config = SASRecConfig(
+        **{"hidden": 16, "layers": 2, "heads": 2, "max_len": 8, "dropout": 0.0, **kw}
+    )
     return SASRec(n_items=20, config=config).eval()
 
 
@@ -153,3 +161,83 @@ def test_full_catalogue_ndcg_and_hit_rate():
 def test_popularity_counts_training_items():
     counts = item_popularity([[1, 2, 2], [3, 1]], n_items=4)
     assert counts.tolist() == [2.0, 2.0, 1.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- RecBole's code
+
+
+def test_positions_from_the_start_give_a_prefix_its_own_state():
+    """positions: start numbers each row's first real item 0, so the state after item t
+    of a longer sequence is the state of that prefix fed alone (what makes one pass over a
+    sequence equal to RecBole's per-prefix examples); counted from the end it is not."""
+    seq = torch.tensor([[3, 5, 7, 9, 11]])
+    prefix = torch.tensor([[0, 0, 3, 5, 7]])  # padded, as in a batch of longer rows
+    start, end = small_model(positions="start"), small_model(positions="end")
+    with torch.no_grad():
+        assert start._positions(prefix != 0).tolist() == [[0, 0, 0, 1, 2]]
+        torch.testing.assert_close(start(seq).hidden[:, 2], start.user_states(prefix))
+        assert not torch.allclose(end(seq).hidden[:, 2], end.user_states(prefix), atol=1e-4)
+        # either way, left padding alone does not move a user's state
+        for model in (start, end):
+            padded = model.user_states(torch.cat([torch.zeros(1, 3, dtype=torch.long), seq], 1))
+            torch.testing.assert_close(model.user_states(seq), padded, atol=1e-5, rtol=1e-5)
+
+
+def _only_ffn_dropout_left(model: SASRec) -> SASRec:
+    """Train mode with every dropout off except the one inside the feed-forward."""
+    model.train()
+    model.emb_dropout.p = 0.0
+    for block in model.blocks:
+        block.dropout1.p = block.dropout2.p = 0.0
+        block.self_attn.dropout = 0.0
+    return model
+
+
+@pytest.mark.parametrize("ffn_dropout", [True, False])
+def test_ffn_dropout_switches_the_inner_feed_forward_dropout(ffn_dropout):
+    model = _only_ffn_dropout_left(small_model(dropout=0.5, ffn_dropout=ffn_dropout))
+    items = torch.tensor([[3, 5, 7, 9]])
+    with torch.no_grad():
+        a, b = model(items).hidden, model(items).hidden
+    assert torch.allclose(a, b) is not ffn_dropout
+    block = model.blocks[0]
+    assert (block.dropout1.p, block.dropout2.p) == (0.0, 0.0)  # the others stay separate
+
+
+def test_layer_norm_eps_reaches_every_block_norm():
+    model = small_model(layer_norm_eps=1e-12, norm="pre")
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 2 * 2 + 1  # two per block and the final one
+    assert all(m.eps == 1e-12 for m in norms)
+    assert all(m.eps == 1e-5 for m in small_model().modules() if isinstance(m, nn.LayerNorm))
+
+
+def test_prefix_examples_are_every_prefix_with_its_next_item():
+    assert prefix_examples([[1, 2, 3, 4], [5], [6, 7]], window=3) == [
+        [1, 2],
+        [1, 2, 3],
+        [2, 3, 4],  # the newest window - 1 = 2 inputs, then the target
+        [6, 7],
+    ]
+
+
+def _epoch_loss(examples: str, positions: str) -> float:
+    torch.manual_seed(0)
+    config = SASRecConfig(
+        hidden=16, heads=2, max_len=8, dropout=0.0, lr=1e-12, batch_size=4,
+        examples=examples, positions=positions,
+    )  # fmt: skip
+    model = SASRec(n_items=20, config=config)
+    sequences = [[1, 4, 2, 9], [3, 3, 7, 1, 5, 6], [8, 2], [11, 12, 13, 14, 15]]
+    return train_epoch(
+        model, torch.optim.Adam(model.parameters(), lr=1e-12), sequences, config,
+        np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu",
+    ).loss  # fmt: skip
+
+
+def test_prefix_examples_train_the_same_targets_as_whole_sequences():
+    """With positions from the start, per-prefix examples and one pass per sequence score
+    the same (context, next item) pairs: the same mean loss at a frozen model. Counted
+    from the end, a prefix inside a sequence sits at other positions, so they differ."""
+    assert _epoch_loss("prefix", "start") == pytest.approx(_epoch_loss("sequence", "start"))
+    assert _epoch_loss("prefix", "end") != pytest.approx(_epoch_loss("sequence", "end"))

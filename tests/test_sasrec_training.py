@@ -259,3 +259,24 @@ def test_threads_setting_is_restored(tiny_dataset, tmp_path):
     config = SASRecConfig(max_epochs=1, hidden=16, threads=1)
     train_collaborative(tiny_dataset, tmp_path, config, progress=False, log=lambda *_: None)
     assert torch.get_num_threads() == before
+
+
+def test_a_model_saved_before_the_recbole_options_loads_as_it_was_built(tiny_dataset, tmp_path):
+    """config.json written before positions/examples/ffn_dropout/layer_norm_eps existed
+    describes a model built the old way, whatever the defaults are now."""
+    import shutil
+
+    old = SASRecConfig(max_epochs=1, hidden=16, **collab.BEFORE_OPTIONS)
+    train_collaborative(tiny_dataset, tmp_path / "run", old, progress=False, log=lambda *_: None)
+    saved = tmp_path / "run/embeddings/sasrec"
+    legacy = tmp_path / "legacy"
+    shutil.copytree(saved, legacy)
+    info = json.loads((legacy / "config.json").read_text())
+    for key in collab.BEFORE_OPTIONS:
+        del info["config"][key]
+    (legacy / "config.json").write_text(json.dumps(info))
+
+    rec, again = (SASRecRecommender.load(p, device="cpu") for p in (saved, legacy))
+    assert again.config == rec.config
+    histories = [["i0", "i6", "i12"], ["i1", "i2"]]
+    np.testing.assert_array_equal(rec.score_all(histories), again.score_all(histories))

@@ -52,6 +52,14 @@ FORMAT_VERSION = 2  # 2: post-LN/RecBole variants (input_norm, optional final_no
 EMBEDDING_FILE = "collab.safetensors"
 MODEL_DIR = layout.SASREC
 TOP_K = 10
+#: How SASRec was built before these settings existed: a saved config.json that lacks
+#: them describes a model built this way, whatever the defaults are now.
+BEFORE_OPTIONS = {
+    "positions": "end",
+    "examples": "sequence",
+    "ffn_dropout": True,
+    "layer_norm_eps": 1e-5,
+}
 
 
 class RankMetrics(NamedTuple):
@@ -267,19 +275,32 @@ def train_epoch(
     negatives: torch.Generator,
     device: str,
 ) -> EpochStats:
-    """One pass over the training sequences; returns the mean loss per target."""
+    """One pass over the training sequences; returns the mean loss per target.
+
+    ``examples: sequence`` feeds each sequence's newest ``max_len + 1`` items once,
+    every position predicting the next item; ``examples: prefix`` feeds every prefix
+    of every sequence (its newest ``max_len`` items) as its own example, predicting
+    the item after it from the last position only (RecBole's augmentation).
+    """
     model.train()
     started = time.perf_counter()
     total, count = 0.0, 0
-    window = config.max_len + 1  # the newest max_len inputs and their next items
-    for batch in make_batches(sequences, config.batch_size, rng):
-        rows = [sequences[i][-window:] for i in batch]
+    window = config.max_len + 1  # max_len inputs and their next item(s)
+    prefix = config.examples == "prefix"
+    examples = prefix_examples(sequences, window) if prefix else sequences
+    for batch in make_batches(examples, config.batch_size, rng):
+        rows = [examples[i][-window:] for i in batch]
         tokens = pad_left(rows, window)
-        inputs, labels = tokens[:, :-1].to(device), tokens[:, 1:].to(device)
+        inputs = tokens[:, :-1].to(device)
         out = model(inputs)
-        valid = out.mask & (labels != PAD)
-        states = out.hidden[valid]  # [targets, hidden]
-        targets = labels[valid] - 1  # item rows
+        if prefix:
+            states = out.hidden[:, -1]  # the newest input of each prefix
+            targets = tokens[:, -1].to(device) - 1
+        else:
+            labels = tokens[:, 1:].to(device)
+            valid = out.mask & (labels != PAD)
+            states = out.hidden[valid]  # [targets, hidden]
+            targets = labels[valid] - 1  # item rows
         if config.loss == "ce":
             loss = F.cross_entropy(model.scores(states), targets)
         else:
@@ -290,6 +311,16 @@ def train_epoch(
         total += loss.item() * len(targets)
         count += len(targets)
     return EpochStats(loss=total / max(count, 1), seconds=time.perf_counter() - started)
+
+
+def prefix_examples(sequences: Sequence[Sequence[int]], window: int) -> list[Sequence[int]]:
+    """Every prefix of every sequence that has a next item, as (inputs + target) token
+    lists of at most ``window`` tokens: the newest ``window - 1`` inputs, then the target."""
+    out: list[Sequence[int]] = []
+    for seq in sequences:
+        for end in range(2, len(seq) + 1):
+            out.append(seq[max(0, end - window) : end])
+    return out
 
 
 def bce_loss(
@@ -413,7 +444,8 @@ class SASRecRecommender:
             what="SASRec",
             fix_missing="run `gensar embed collab DATASET --run RUN_DIR` and pass RUN_DIR/embeddings/sasrec",
         )
-        config = SASRecConfig.model_validate(info["config"])
+        # a model saved before these settings existed was built the old way
+        config = SASRecConfig.model_validate({**BEFORE_OPTIONS, **info["config"]})
         item_ids = info["item_ids"]
         popularity = tensors.pop("popularity").numpy()
         model = SASRec(len(item_ids), config)

@@ -92,6 +92,26 @@ class SASRecConfig(Section):
         description="Dropout on embeddings and blocks (paper: 0.5 on sparse Amazon data; "
         "0.5-0.6 beat 0.3 by about 0.003 NDCG@10 on amazon-scientific).",
     )
+    positions: Literal["end", "start"] = Field(
+        "end",
+        description="end: position 0 is the newest item (SASRec's left padding to max_len); "
+        "start: position 0 is the oldest item in the window (RecBole). With causal attention, "
+        "'start' gives a prefix inside a longer training sequence the same state it gets alone.",
+    )
+    examples: Literal["sequence", "prefix"] = Field(
+        "sequence",
+        description="sequence: one example per user, every position predicts its next item; "
+        "prefix: RecBole's augmentation, every prefix (its newest max_len items) is its own "
+        "example with a loss on its last position only.",
+    )
+    ffn_dropout: bool = Field(
+        True,
+        description="Dropout between the feed-forward layers (torch's TransformerEncoderLayer); "
+        "RecBole has none there (only on each sub-layer's output and the attention weights).",
+    )
+    layer_norm_eps: float = Field(
+        1e-5, gt=0.0, le=1e-2, description="Epsilon of the blocks' LayerNorms (RecBole: 1e-12)."
+    )
     loss: Literal["ce", "bce"] = Field(
         "ce",
         description="ce: softmax cross-entropy over all items (default, fast); "
@@ -160,6 +180,7 @@ class SASRec(nn.Module):
         self.hidden = config.hidden
         self.heads = config.heads
         self.recbole_init = config.init == "recbole"
+        self.positions_from_start = config.positions == "start"
         self.item_emb = nn.Embedding(n_items + 1, config.hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         # RecBole: LayerNorm(item + position) then dropout; "scaled": dropout only.
@@ -174,11 +195,17 @@ class SASRec(nn.Module):
                 activation=config.activation,
                 batch_first=True,
                 norm_first=config.norm == "pre",
+                layer_norm_eps=config.layer_norm_eps,
             )
             for _ in range(config.layers)
         )
+        if not config.ffn_dropout:
+            for block in self.blocks:
+                block.dropout = nn.Identity()  # the one between linear1 and linear2
         # Post-LN blocks already end in a LayerNorm; pre-LN ones need a final one.
-        self.final_norm = nn.LayerNorm(config.hidden) if config.norm == "pre" else None
+        self.final_norm = (
+            nn.LayerNorm(config.hidden, eps=config.layer_norm_eps) if config.norm == "pre" else None
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -213,11 +240,11 @@ class SASRec(nn.Module):
             items = items[:, -self.max_len :]
             length = self.max_len
         mask = items != PAD
-        positions = torch.arange(length - 1, -1, -1, device=items.device)
+        pos = self.pos_emb(self._positions(mask))
         if self.input_norm is not None:
-            x = self.input_norm(self.item_emb(items) + self.pos_emb(positions)[None])
+            x = self.input_norm(self.item_emb(items) + pos)
         else:
-            x = self.item_emb(items) * self.hidden**0.5 + self.pos_emb(positions)[None]
+            x = self.item_emb(items) * self.hidden**0.5 + pos
         x = self.emb_dropout(x) * mask.unsqueeze(-1)
         attn_mask = self._attention_mask(mask)
         for block in self.blocks:
@@ -225,6 +252,14 @@ class SASRec(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x) * mask.unsqueeze(-1)
         return SASRecOutput(hidden=x, mask=mask)
+
+    def _positions(self, mask: torch.Tensor) -> torch.Tensor:
+        """[batch, length] position ids ([1, length] when counted from the end)."""
+        length = mask.shape[1]
+        if self.positions_from_start:
+            # left padding: the first real item of each row is position 0
+            return (mask.long().cumsum(1) - 1).clamp(min=0)
+        return torch.arange(length - 1, -1, -1, device=mask.device)[None]
 
     def _attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """[batch * heads, L, L] bool, True = may not attend: the future and padded keys.
