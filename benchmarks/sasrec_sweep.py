@@ -54,6 +54,7 @@ PREVIOUS: dict[str, Any] = {
     "examples": "sequence",
     "ffn_dropout": True,
     "layer_norm_eps": 1e-5,
+    "batches": "by_length",
 }
 #: The RecBole SASRec the issue's reference numbers come from.
 RECBOLE: dict[str, Any] = {
@@ -70,6 +71,7 @@ RECBOLE: dict[str, Any] = {
     "examples": "sequence",
     "ffn_dropout": True,
     "layer_norm_eps": 1e-5,
+    "batches": "by_length",
 }
 #: RecBole's SASRec as its code is: positions from the first item, every prefix its own
 #: example, no dropout inside the feed-forward, LayerNorm epsilon 1e-12.
@@ -123,6 +125,10 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
         "recbole-code, LayerNorm eps 1e-5 (torch's default)",
         {**RECBOLE_CODE, "layer_norm_eps": 1e-5},
     ),
+    "recbole-code-random-batches": (
+        "recbole-code, plain random batches (RecBole's) instead of batches of similar length",
+        {**RECBOLE_CODE, "batches": "random"},
+    ),
     "previous-positions-start": (
         "previous, positions from the first item",
         {**PREVIOUS, "positions": "start"},
@@ -156,7 +162,7 @@ def run_setting(name: str, dataset_dir: str, out: str, seed: int) -> dict[str, A
     run_dir = Path(out) / label
     cached = run_dir / "result.json"
     if cached.is_file():
-        return json.loads(cached.read_text())
+        return {**json.loads(cached.read_text()), "overrides": SETTINGS[name][1]}
     config = SASRecConfig(**SETTINGS[name][1], seed=seed, threads=1)
     started = time.perf_counter()
     summary = train_collaborative(dataset_dir, run_dir, config, progress=False, log=lambda *_: None)

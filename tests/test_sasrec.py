@@ -241,3 +241,15 @@ def test_prefix_examples_train_the_same_targets_as_whole_sequences():
     from the end, a prefix inside a sequence sits at other positions, so they differ."""
     assert _epoch_loss("prefix", "start") == pytest.approx(_epoch_loss("sequence", "start"))
     assert _epoch_loss("prefix", "end") != pytest.approx(_epoch_loss("sequence", "end"))
+
+
+def test_random_batches_are_plain_random_draws():
+    sequences = [[1] * n for n in np.random.default_rng(1).integers(2, 30, size=1000)]
+    batches = make_batches(sequences, 32, np.random.default_rng(7), by_length=False)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert [len(b) for b in batches] == [32] * 31 + [8]
+    lengths = np.array([len(s) for s in sequences])
+    spread = np.mean([lengths[b].std() for b in batches])
+    assert spread > 0.8 * lengths.std()  # not grouped by length
+    grouped = make_batches(sequences, 32, np.random.default_rng(7))
+    assert np.mean([lengths[b].std() for b in grouped]) < 0.2 * lengths.std()

@@ -59,6 +59,7 @@ BEFORE_OPTIONS = {
     "examples": "sequence",
     "ffn_dropout": True,
     "layer_norm_eps": 1e-5,
+    "batches": "by_length",
 }
 
 
@@ -245,9 +246,15 @@ def item_popularity(sequences: Sequence[Sequence[int]], n_items: int) -> np.ndar
 
 
 def make_batches(
-    sequences: Sequence[Sequence[int]], batch_size: int, rng: np.random.Generator
+    sequences: Sequence[Sequence[int]],
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    by_length: bool = True,
 ) -> list[np.ndarray]:
     """Shuffled batches of sequence indices, grouped by similar length.
+
+    ``by_length=False``: plain random batches (RecBole's), each padded to its longest.
 
     Sequences are shuffled, cut into pools of 50 batches, sorted by length inside
     each pool, split into batches, and the batches shuffled again. Batches then
@@ -256,6 +263,8 @@ def make_batches(
     while every batch is still a random draw.
     """
     order = rng.permutation(len(sequences))
+    if not by_length:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     pool = batch_size * 50
     batches = []
@@ -288,7 +297,8 @@ def train_epoch(
     window = config.max_len + 1  # max_len inputs and their next item(s)
     prefix = config.examples == "prefix"
     examples = prefix_examples(sequences, window) if prefix else sequences
-    for batch in make_batches(examples, config.batch_size, rng):
+    by_length = config.batches == "by_length"
+    for batch in make_batches(examples, config.batch_size, rng, by_length=by_length):
         rows = [examples[i][-window:] for i in batch]
         tokens = pad_left(rows, window)
         inputs = tokens[:, :-1].to(device)

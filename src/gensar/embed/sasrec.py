@@ -104,6 +104,11 @@ class SASRecConfig(Section):
         "prefix: RecBole's augmentation, every prefix (its newest max_len items) is its own "
         "example with a loss on its last position only.",
     )
+    batches: Literal["by_length", "random"] = Field(
+        "by_length",
+        description="by_length: each batch drawn from a pool of similar lengths (little "
+        "padding, several times cheaper); random: plain random batches (RecBole).",
+    )
     ffn_dropout: bool = Field(
         True,
         description="Dropout between the feed-forward layers (torch's TransformerEncoderLayer); "
