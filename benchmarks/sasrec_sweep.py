@@ -129,6 +129,22 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
         "recbole-code, plain random batches (RecBole's) instead of batches of similar length",
         {**RECBOLE_CODE, "batches": "random"},
     ),
+    "recbole-code-end-ffn-dropout": (
+        "recbole-code-positions-end, dropout inside the feed-forward too",
+        {**RECBOLE_CODE, "positions": "end", "ffn_dropout": True},
+    ),
+    "recbole-code-end-eps-1e-5": (
+        "recbole-code-positions-end, LayerNorm eps 1e-5",
+        {**RECBOLE_CODE, "positions": "end", "layer_norm_eps": 1e-5},
+    ),
+    "recbole-code-end-random-batches": (
+        "recbole-code-positions-end, plain random batches",
+        {**RECBOLE_CODE, "positions": "end", "batches": "random"},
+    ),
+    "previous-prefix": (
+        "previous, every prefix an example",
+        {**PREVIOUS, "examples": "prefix"},
+    ),
     "previous-positions-start": (
         "previous, positions from the first item",
         {**PREVIOUS, "positions": "start"},

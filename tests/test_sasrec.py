@@ -71,14 +71,16 @@ def test_the_recbole_layout_is_what_it_claims():
     assert torch.all(model.item_emb.weight[0] == 0)
 
 
-def test_defaults_are_the_sweep_winner_in_sasrecs_own_layout():
+def test_defaults_are_the_sweep_winner_recboles_code_with_positions_from_the_end():
     config = SASRecConfig()
-    assert (config.layers, config.heads, config.hidden, config.ffn) == (2, 1, 64, 64)
-    assert (config.activation, config.norm, config.init) == ("relu", "pre", "scaled")
-    assert (config.dropout, config.loss, config.lr, config.beta2) == (0.5, "ce", 2e-3, 0.98)
+    assert (config.layers, config.heads, config.hidden, config.ffn) == (2, 2, 64, 256)
+    assert (config.activation, config.norm, config.init) == ("gelu", "post", "recbole")
+    assert (config.dropout, config.loss, config.lr, config.beta2) == (0.5, "ce", 1e-3, 0.999)
+    assert (config.examples, config.positions, config.ffn_dropout) == ("prefix", "end", False)
+    assert (config.layer_norm_eps, config.batches, config.patience) == (1e-12, "by_length", 10)
     model = SASRec(50, config)
-    assert model.blocks[0].norm_first and model.final_norm is not None
-    assert model.input_norm is None
+    assert not model.blocks[0].norm_first and model.final_norm is None
+    assert model.input_norm is not None
 
 
 def test_extra_left_padding_does_not_change_the_user_state():
@@ -205,11 +207,12 @@ def test_ffn_dropout_switches_the_inner_feed_forward_dropout(ffn_dropout):
 
 
 def test_layer_norm_eps_reaches_every_block_norm():
-    model = small_model(layer_norm_eps=1e-12, norm="pre")
+    model = small_model(layer_norm_eps=1e-12, norm="pre", init="scaled")
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert len(norms) == 2 * 2 + 1  # two per block and the final one
     assert all(m.eps == 1e-12 for m in norms)
-    assert all(m.eps == 1e-5 for m in small_model().modules() if isinstance(m, nn.LayerNorm))
+    coarse = small_model(layer_norm_eps=1e-5, norm="pre", init="scaled")
+    assert all(m.eps == 1e-5 for m in coarse.modules() if isinstance(m, nn.LayerNorm))
 
 
 def test_prefix_examples_are_every_prefix_with_its_next_item():
