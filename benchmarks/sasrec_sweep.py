@@ -15,8 +15,8 @@ lists and on the test lists. **The winner is the setting with the best
 validation NDCG@10 on the candidate lists**; test numbers are printed for every
 row so the gap can be read, but they choose nothing.
 
-    nice -n 5 .venv/bin/python benchmarks/sasrec_sweep.py            # all settings, 2 at a time
-    nice -n 5 .venv/bin/python benchmarks/sasrec_sweep.py --jobs 1 --only recbole lr-2e-3
+    nice -n 10 .venv/bin/python benchmarks/sasrec_sweep.py --reuse runs/first_sweep.json --winner-seeds 1 2
+    nice -n 10 .venv/bin/python benchmarks/sasrec_sweep.py --only recbole-code
 
 Results: benchmarks/results/sasrec_sweep.{md,json}. Finished settings are kept
 under ``--out`` (``result.json`` per setting) and reused on the next call.
@@ -40,7 +40,7 @@ from _common import RESULTS, machine
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 #: This project's SASRec before the sweep (pre-LN blocks as in SASRec's own code);
-#: the sweep's winner, so also the current defaults of SASRecConfig.
+#: the first sweep's winner (the defaults until recbole-code-positions-end won this one).
 PREVIOUS: dict[str, Any] = {
     "heads": 1,
     "ffn": 64,
@@ -248,7 +248,7 @@ def main() -> None:
         rows = [f.result() for f in futures]
         for row in rows:
             print(f"{row['name']}: valid {row['valid_ndcg@10']:.4f} test {row['test_ndcg@10']:.4f}")
-        winner = max(rows, key=lambda r: r["valid_ndcg@10"])
+        winner = max(rows, key=lambda r: r["valid_ndcg@10"])  # first of equals: list order
         extra = [
             pool.submit(run_setting, winner["setting"], str(args.dataset), str(args.out), seed)
             for seed in args.winner_seeds
@@ -276,16 +276,20 @@ def write(rows: list[dict], winner: dict, seeds: list[dict], seconds: float) -> 
     lines = [
         "# SASRec sweep on amazon-scientific (chosen on validation only)",
         "",
-        "Command: `nice -n 5 .venv/bin/python benchmarks/sasrec_sweep.py` (settings "
-        "finished earlier are read back from `runs/sasrec_sweep/*/result.json`; each run "
-        "1 torch thread, 1-3 at a time on a shared 2-core machine, so `train s` is noisy).",
+        "Command: `nice -n 10 .venv/bin/python benchmarks/sasrec_sweep.py --reuse "
+        "runs/first_sweep.json --winner-seeds 1 2` (runs/first_sweep.json = this file as "
+        "of commit 9c05e52; rows marked (first sweep) are read back from it: their code path "
+        "is unchanged; every other row trained here, 1 torch thread, one at a time, on a "
+        "shared 2-core machine, so `train s` is noisy).",
         "",
-        "Rows: the RecBole reference, this project's previous settings, and one change to "
-        "either (rows named previous-* change the previous settings). Candidate metrics: the "
-        "benchmark's 100-candidate recommendation lists (rec negatives by rec-interaction "
-        "frequency), expected ties, through `gensar.evaluation`. `valid full` is the "
-        "full-catalogue validation NDCG@10 that early stopping watches. The winner has "
-        "the best **validation** NDCG@10 on the candidate lists; test columns choose nothing.",
+        "Rows: the RecBole reference as the first sweep had it, `recbole-code` = RecBole as "
+        "its code is (positions from the first item, every prefix its own example, no "
+        "dropout inside the feed-forward, LayerNorm eps 1e-12), this project's previous "
+        "settings, and one change to any of these. Candidate metrics: the benchmark's "
+        "100-candidate recommendation lists (rec negatives by rec-interaction frequency), "
+        "expected ties, through `gensar.evaluation`. `valid full` is the full-catalogue "
+        "validation NDCG@10 that early stopping watches. The winner has the best "
+        "**validation** NDCG@10 on the candidate lists; test columns choose nothing.",
         "",
         "| setting | change | valid full NDCG@10 | valid NDCG@10 | valid HR@10 "
         "| test NDCG@10 | test HR@10 | best epoch / run | train s |",
@@ -293,6 +297,7 @@ def write(rows: list[dict], winner: dict, seeds: list[dict], seconds: float) -> 
     ]
     for r in sorted(rows, key=lambda r: -r["valid_ndcg@10"]):
         mark = " **(winner)**" if r is winner else ""
+        mark += " (first sweep)" if r.get("reused_from") else ""
         lines.append(
             f"| {r['name']}{mark} | {SETTINGS[r['setting']][0]} | {r['valid_full_ndcg@10']:.4f} "
             f"| {r['valid_ndcg@10']:.4f} | {r['valid_hr@10']:.4f} | {r['test_ndcg@10']:.4f} "
