@@ -4,8 +4,9 @@ One function, :func:`train_collaborative`, does the whole stage:
 
 1. Training data: ``Dataset.rec_training_sequences()``, each user's rec items
    strictly before their first validation/test target (of either task), so no
-   held-out target is ever a training input or label. Every position of a
-   sequence predicts the next item (standard causal SASRec training).
+   held-out target is ever a training input or label. By default every prefix
+   of a sequence is its own example predicting the next item (RecBole's
+   augmentation; ``examples: sequence`` is SASRec's one pass per sequence).
 2. Validation: the recommendation/valid samples, input = the user's rec items
    before the target (``Dataset.rec_histories``), metric NDCG@10 and HR@10 over
    the full catalogue. Early stopping with patience; the best weights are kept.
