@@ -112,7 +112,11 @@ class GenSRConfig(Section):
     )
     patience: int = Field(4, ge=1, description="Stop after this many validations without gain.")
     score_batch: int = Field(
-        4, ge=1, le=4096, description="Users whose candidates are scored in one forward pass."
+        1,
+        ge=1,
+        le=4096,
+        description="Samples whose candidates are scored in one forward pass (1: the shared "
+        "history keys and values are a view, not a copy; fastest on a CPU).",
     )
     rerank_top_n: int = Field(
         100,
