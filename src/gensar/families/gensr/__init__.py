@@ -24,14 +24,40 @@ NAME = "gensr"
 Config = GenSRConfig
 
 
+TITLE = "GenSR"
+#: shared stages the pipeline builds first: SASRec (item table + rec first stage) and
+#: the candidate lists (validation during training)
+STAGES = ("collab", "candidates")
+SEED_FIELD = "seed"
+BENCHMARK_NOTE = (
+    "GenSR scores each candidate of a list (P(Yes), one encoder pass per sample); its "
+    "full-catalogue rows re-rank the top-N of SASRec (recommendation) / BM25 (search)."
+)
+
+
+def section(config: Any) -> GenSRConfig:
+    """GenSR's settings from a GenSRConfig, or from a run config whose ``model`` section is
+    one (the run's ``candidates`` and ``collab`` sections then override GenSR's own, so
+    validation and negatives use the run's lists and its SASRec)."""
+    if config is None:
+        return GenSRConfig()
+    if isinstance(config, GenSRConfig):
+        return config
+    model = getattr(config, "model", None)
+    if not isinstance(model, GenSRConfig):
+        raise TypeError(f"expected a GenSR config, got {type(config).__name__}")
+    update = {k: getattr(config, k) for k in ("candidates", "collab") if hasattr(config, k)}
+    return model.model_copy(update=update)
+
+
 def train(dataset_dir: Path, run_dir: Path, config: Any = None, **kwargs) -> dict:
     """Train GenSR into ``run_dir/gensr`` (SASRec into ``run_dir/embeddings`` if missing)."""
-    return _train(dataset_dir, run_dir, config, **kwargs)
+    return _train(dataset_dir, run_dir, section(config), **kwargs)
 
 
-def ranker(run_dir: Path, config: Any = None, name: str = "GenSR") -> GenSRRanker:
+def ranker(run_dir: Path, config: Any = None, name: str | None = None) -> GenSRRanker:
     """The evaluation's Ranker of a trained run (fit() loads ``run_dir/gensr``)."""
-    return GenSRRanker(name=name, model_dir=Path(run_dir) / MODEL_DIR)
+    return GenSRRanker(name=name or "GenSR", model_dir=Path(run_dir) / MODEL_DIR)
 
 
 def load(model_dir: Path) -> GenSRServable:
@@ -39,9 +65,23 @@ def load(model_dir: Path) -> GenSRServable:
     return load_servable(model_dir)
 
 
+def examples_seen(run_dir: Path) -> int | None:
+    """Training samples the run's GenSR saw (from its model card)."""
+    from gensar.io import read_json
+
+    card = Path(run_dir) / MODEL_DIR / "config.json"
+    if not card.is_file():
+        return None
+    return read_json(card).get("summary", {}).get("examples_seen")
+
+
 __all__ = [
     "MODEL_DIR",
     "NAME",
+    "STAGES",
+    "TITLE",
+    "examples_seen",
+    "section",
     "Config",
     "GenSRConfig",
     "GenSRRanker",
