@@ -160,6 +160,11 @@ def main() -> None:
                 f"--test-samples {args.test_samples}",
                 f"--full-samples {args.full_samples}",
                 *[f"--set {o}" for o in args.set],
+                *[
+                    f"--{flag} {value}"
+                    for flag, value in (("run", args.run), ("name", args.name))
+                    if value != parser.get_default(flag)
+                ],
             ]
         ),
         "config": config.model_dump(mode="json"),
