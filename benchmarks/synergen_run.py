@@ -42,7 +42,7 @@ from gensar.evaluation.candidates import (  # noqa: E402
 )
 from gensar.evaluation.protocol import evaluate_model  # noqa: E402
 from gensar.evaluation.runner import evaluate_ranker  # noqa: E402
-from gensar.families.synergen import SynerGenConfig, SynerGenRanker, load, train  # noqa: E402
+from gensar.families.synergen import SynerGenConfig, SynerGenRanker, load_model, train  # noqa: E402
 from gensar.utils import torch_threads  # noqa: E402
 
 from _common import REPO, RESULTS, SHARED_DATA, write_results  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
         source="--set",
     )
     summary = train(dataset_dir, run_dir, config)
-    loaded = load(run_dir / "synergen")
+    loaded = load_model(run_dir / "synergen")
 
     # candidate scorer chosen on the validation lists (mean NDCG@10 over both tasks)
     valid_scores = {}

@@ -11,8 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import gensar.families.synergen as family
 from gensar.data.dataset import load_dataset
-from gensar.families.synergen import SynerGenConfig, SynerGenRanker, load, train
+from gensar.families.protocols import HistoryEntry, Servable, Unsupported
+from gensar.families.synergen import SynerGenConfig, SynerGenRanker, load, load_model, train
 from gensar.families.synergen import data as D
 from gensar.families.synergen.losses import bpr_loss, infonce_loss, pointwise_loss
 from gensar.families.synergen.model import SynerGen
@@ -258,7 +260,7 @@ def test_train_score_and_resume(tiny_dataset, tmp_path):
     b = load_file(str(tmp_path / "b/synergen/model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert load(tmp_path / "b/synergen").summary["epochs_run"] == 2
+    assert load_model(tmp_path / "b/synergen").summary["epochs_run"] == 2
 
 
 def test_bad_settings_and_folders_give_clear_errors(tmp_path):
@@ -301,3 +303,91 @@ def test_every_ablation_trains_and_scores(tiny_dataset, tmp_path, overrides):
     lists = [dataset.item_ids[:5]] * samples.height
     scores = ranker.score_candidates(samples, lists)
     assert scores.shape == (samples.height, 5) and np.isfinite(scores).all()
+
+
+# ----------------------------------------------------------------------------- family surface
+
+
+def _history(dataset, user: str, before_event: int) -> list[HistoryEntry]:
+    """The user's events before ``before_event`` as served history entries (with times)."""
+    events = dataset.events.filter(
+        (dataset.events["user_id"] == user) & (dataset.events["event_id"] < before_event)
+    ).sort("event_id")
+    text = dataset.query_text
+    return [
+        HistoryEntry(b, i, text[q] if q is not None else None, t)
+        for b, i, q, t in events.select("behaviour", "item_id", "query_id", "time").iter_rows()
+    ]
+
+
+def test_family_module_surface_and_servable_matches_the_evaluation(tiny_dataset, tmp_path):
+    assert family.NAME == "synergen" and family.Config is SynerGenConfig
+    assert SynerGenConfig().family == "synergen"
+    config = SynerGenConfig(**{**TINY, "epochs": 1})
+    family.train(tiny_dataset, tmp_path, config)
+    dataset = load_dataset(tiny_dataset)
+    ranker = family.ranker(tmp_path, config, "SynerGen-x")
+    assert ranker.name == "SynerGen-x"
+    ranker.fit(dataset)
+    served = family.load(tmp_path / "synergen")
+    assert isinstance(served, Servable)
+    assert served.item_ids == dataset.item_ids
+    first = dataset.item_ids[0]
+    assert served.title(first) == dataset.items["title"][0] and served.title("nope") is None
+    with pytest.raises(Unsupported):
+        served.suggest_queries_batch([[]], 3)
+
+    # serving a sample's history gives the evaluation's retrieval scores for that sample
+    events = dataset.events
+    for task in ("recommendation", "search"):
+        samples = dataset.samples_for(task, "test").head(6)
+        full = ranker.score_all(samples)
+        for n, (user, event) in enumerate(samples.select("user_id", "target_event_id").iter_rows()):
+            if task == "search":  # the history ends before the session's query event
+                row = events.filter(events["event_id"] == event)
+                query_row = events.filter(
+                    (events["session_id"] == row["session_id"][0])
+                    & (events["behaviour"] == "search_query")
+                )
+                history = _history(dataset, user, query_row["event_id"][0])
+                query = dataset.query_text[query_row["query_id"][0]]
+                answer = served.search(history, query, k=7, query_time=query_row["time"][0])
+            else:
+                answer = served.recommend(_history(dataset, user, event), k=7)
+            expected = np.sort(full[n])[::-1][:7]
+            got = np.array([p.score for p in answer])
+            assert got == pytest.approx(expected, abs=1e-4)
+            rows = [dataset.item_index[p.item_id] for p in answer]
+            assert full[n][rows] == pytest.approx(got, abs=1e-4)
+
+
+def test_served_answers_do_not_depend_on_the_batch(tiny_dataset, tmp_path):
+    config = SynerGenConfig(**{**TINY, "epochs": 1, "semantic": False})
+    train(tiny_dataset, tmp_path, config, progress=False, log=lambda *_: None)
+    served = load(tmp_path / "synergen")
+    ids = served.item_ids
+    short = [HistoryEntry("rec_item", ids[3])]
+    long = [
+        {"behaviour": "rec_item", "item_id": ids[i % len(ids)], "time": 10 * i} for i in range(30)
+    ]
+    mixed = [
+        HistoryEntry("search_query", None, "some words", 5),
+        HistoryEntry("search_item", ids[1], None, 5),
+        HistoryEntry("rec_item", "not-an-item", None, 6),
+    ]
+    alone = [served.recommend(h, k=5) for h in (short, long, mixed, [])]
+    assert served.recommend_batch([short, long, mixed, []], 5) == alone
+    assert served.recommend_batch([long, [], short], 5) == [alone[1], alone[3], alone[0]]
+    found = served.search_batch([mixed, short], ["a new query", "other words"], 4)
+    assert found == [served.search(mixed, "a new query", 4), served.search(short, "other words", 4)]
+    assert len(found[0]) == 4 and all(p.item_id in served.item_index for p in found[0])
+    # the unknown item is skipped: the history reads as if it were absent
+    assert served.recommend(mixed, 5) == served.recommend(mixed[:2], 5)
+    from gensar.errors import GensarError
+
+    with pytest.raises(GensarError, match="unknown behaviour"):
+        served.recommend([{"behaviour": "buy", "item_id": ids[0]}], 3)
+    with pytest.raises(GensarError, match="k must be"):
+        served.recommend(short, 0)
+    with pytest.raises(GensarError, match="query is empty"):
+        served.search(short, "  ", 3)

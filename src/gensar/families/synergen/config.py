@@ -19,6 +19,10 @@ from gensar.config import Section
 class SynerGenConfig(Section):
     """Every SynerGen setting; ablations are single overrides (see the README)."""
 
+    family: Literal["synergen"] = Field(
+        "synergen", description="The model family (the registry's discriminator)."
+    )
+
     # ---- tokens
     hidden: int = Field(64, ge=8, le=2048, description="Token and state width d.")
     semantic: bool = Field(

@@ -122,29 +122,40 @@ class SynerGen(nn.Module):
             return proj(self.query_text[rows])
         return self.query_id(rows)
 
+    def text_projection(self, vectors: torch.Tensor) -> torch.Tensor:
+        """[n, hidden] query-token vectors of raw MiniLM text vectors [n, text_dim]."""
+        proj = self.item_proj if self.config.share_text_projection else self.query_proj
+        return proj(vectors)
+
     def embed(self, batch: TokenBatch) -> torch.Tensor:
         is_query = batch.kinds == QUERY
         item_rows = torch.where(is_query, 0, batch.ids).clamp(max=self.n_items - 1)
         query_rows = torch.where(is_query, batch.ids, 0)
         items = self.item_vectors(item_rows)
         queries = self.query_vectors(query_rows)
-        x = torch.where(is_query[..., None], queries, items) + self.type_emb(batch.kinds)
+        vectors = torch.where(is_query[..., None], queries, items)
+        return self._token_inputs(batch.kinds, vectors)
+
+    def _token_inputs(self, kinds: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """Item/query vectors [b, L, d] + type embeddings (+ learned positions)."""
+        x = vectors + self.type_emb(kinds)
         if self.config.positions == "learned":
             pos = torch.arange(x.shape[1], device=x.device).clamp(max=self.config.max_len - 1)
             x = x + self.pos_emb(pos)[None]
         return x
 
     def angles(self, batch: TokenBatch) -> torch.Tensor | None:
+        return self._angles(batch.kinds, batch.times)
+
+    def _angles(self, kinds: torch.Tensor, times: torch.Tensor) -> torch.Tensor | None:
         if self.config.positions == "learned":
             return None
-        length = batch.kinds.shape[1]
-        positions = torch.arange(length, device=batch.kinds.device)[None].expand(
-            batch.kinds.shape[0], -1
+        positions = torch.arange(kinds.shape[1], device=kinds.device)[None].expand(
+            kinds.shape[0], -1
         )
-        times = batch.times if self.config.positions == "time" else None
         return rotary_angles(
             positions,
-            times,
+            times if self.config.positions == "time" else None,
             self.config.hidden // self.config.heads,
             time_fraction=self.config.time_fraction,
             base=self.config.rope_base,
@@ -153,11 +164,22 @@ class SynerGen(nn.Module):
     # ------------------------------------------------------------------ backbone
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         """[b, L, hidden] states; the state at position p has seen tokens 0..p only."""
-        x = self.emb_drop(self.embed(batch))
-        angles = self.angles(batch)
+        return self._run(self.embed(batch), self.angles(batch))
+
+    def _run(self, x: torch.Tensor, angles: torch.Tensor | None) -> torch.Tensor:
+        x = self.emb_drop(x)
         for block in self.blocks:
             x = block(x, angles)
         return self.norm(x)
+
+    def state_from_vectors(
+        self, kinds: torch.Tensor, vectors: torch.Tensor, times: torch.Tensor
+    ) -> torch.Tensor:
+        """[hidden] state after the last of one sequence's tokens, given their types [L],
+        item/query input vectors [L, hidden] and log-scaled times [L] (serving: a new
+        query text has a vector but no stored row)."""
+        x = self._token_inputs(kinds[None], vectors[None])
+        return self._run(x, self._angles(kinds[None], times[None]))[0, -1]
 
     def last_states(self, batch: TokenBatch) -> torch.Tensor:
         """[b, hidden]: the state at each sequence's last real token (zeros when empty)."""

@@ -37,10 +37,11 @@ class LoadedSynerGen:
         self.item_ids: list[str] = info["item_ids"]
         self.query_ids: list[str] = info["query_ids"]
         self.summary: dict = info.get("summary", {})
+        self.info = info
         self.device = device
 
 
-def load(model_dir: str | Path, device: str = "auto") -> LoadedSynerGen:
+def load_model(model_dir: str | Path, device: str = "auto") -> LoadedSynerGen:
     """Load ``run_dir/synergen`` as written by :func:`gensar.families.synergen.train.train`."""
     info, tensors, weights_file = read_weights_folder(
         model_dir,
@@ -82,7 +83,7 @@ class SynerGenRanker:
             folder = self.model_dir or (Path(run_dir) / MODEL_DIR if run_dir else None)
             if folder is None:
                 raise ValueError("SynerGen needs model_dir or the run directory it trained in")
-            self.loaded = load(folder)
+            self.loaded = load_model(folder)
         if self.loaded.item_ids != dataset.item_ids:
             raise DataError(
                 "the model's items differ from the dataset's (or their order does)",

@@ -367,7 +367,7 @@ def _train(
         log_file = MetricsLog(tmp / "metrics.jsonl")
         for row in metrics_rows:
             log_file.log(**row)
-        save_model(tmp, model, config, dataset, summary)
+        save_model(tmp, model, config, dataset, summary, semantic)
     log(
         f"SynerGen: best validation {state['best']['metrics']} at epoch "
         f"{state['best']['epoch']} of {state['epoch']}, {state['examples']:,} examples, "
@@ -403,7 +403,12 @@ def _checkpoint(
 
 
 def save_model(
-    folder: Path, model: SynerGen, config: SynerGenConfig, dataset: Dataset, summary: dict
+    folder: Path,
+    model: SynerGen,
+    config: SynerGenConfig,
+    dataset: Dataset,
+    summary: dict,
+    semantic: SemanticConfig | None = None,
 ) -> None:
     """``model.safetensors`` and ``config.json`` of a trained model into ``folder``."""
     save_weights_folder(
@@ -416,5 +421,8 @@ def save_model(
         item_ids=dataset.item_ids,
         query_ids=dataset.queries["query_id"].to_list(),
         query_texts=dataset.queries["text"].to_list(),
+        item_titles=dataset.items["title"].to_list(),
+        # the MiniLM settings of training: serving encodes a new query text with them
+        semantic=(semantic or SemanticConfig()).model_dump(mode="json"),
         summary=summary,
     )
