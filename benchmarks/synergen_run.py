@@ -32,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synergen_diagnose import choose, scorer_grid  # noqa: E402
+
 from gensar.config import apply_overrides, validate  # noqa: E402
 from gensar.data.dataset import load_dataset  # noqa: E402
 from gensar.data.prepare import prepare_dataset  # noqa: E402
@@ -40,7 +42,6 @@ from gensar.evaluation.candidates import (  # noqa: E402
     build_candidates,
     load_candidates,
 )
-from gensar.evaluation.protocol import evaluate_model  # noqa: E402
 from gensar.evaluation.runner import evaluate_ranker  # noqa: E402
 from gensar.families.synergen import SynerGenConfig, SynerGenRanker, load_model, train  # noqa: E402
 from gensar.utils import torch_threads  # noqa: E402
@@ -96,6 +97,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="synergen.KEY=VALUE")
     parser.add_argument("--latency-calls", type=int, default=200)
     parser.add_argument("--name", default="synergen_probe", help="results file name")
+    parser.add_argument(
+        "--no-correction",
+        action="store_true",
+        help="choose the candidate scorer without the popularity correction",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate RUN/synergen again instead of training"
+    )
     args = parser.parse_args()
 
     dataset_dir, run_dir = Path(args.dataset), Path(args.run)
@@ -111,23 +120,25 @@ def main() -> None:
         apply_overrides({"max_minutes": args.minutes}, overrides),
         source="--set",
     )
-    summary = train(dataset_dir, run_dir, config)
-    loaded = load_model(run_dir / "synergen")
+    if args.reuse and (run_dir / "synergen" / "config.json").is_file():
+        loaded = load_model(run_dir / "synergen")  # evaluate the trained run again
+        config, summary = loaded.config, loaded.summary
+    else:
+        summary = train(dataset_dir, run_dir, config)
+        loaded = load_model(run_dir / "synergen")
 
-    # candidate scorer chosen on the validation lists (mean NDCG@10 over both tasks)
-    valid_scores = {}
-    for scorer in ("ranking", "retrieval", "sum"):
-        ranker = SynerGenRanker(loaded, candidate_scorer=scorer)
-        ranker.fit(dataset)
-        with torch_threads(config.threads):
-            valid_scores[scorer] = {
-                t: evaluate_model(ranker, dataset, sets[t, "valid"], full_catalogue=False).metrics[
-                    "NDCG@10"
-                ]
-                for t in TASKS
-            }
-    chosen = max(valid_scores, key=lambda s: np.mean(list(valid_scores[s].values())))
-    ranker = SynerGenRanker(loaded, candidate_scorer=chosen)
+    # candidate scorer and per-task popularity correction chosen on the validation lists
+    base = SynerGenRanker(loaded)
+    base.fit(dataset)
+    grids = {t: scorer_grid(base, dataset, sets[t, "valid"]) for t in TASKS}
+    chosen, correction, chosen_valid = choose(grids)
+    if args.no_correction:  # the scorer alone, uncorrected (the stop-20 protocol)
+        plain = {t: {k: v for k, v in g.items() if k.endswith(" a=0")} for t, g in grids.items()}
+        chosen, correction, chosen_valid = choose(plain)
+    valid_scores = {
+        s: {t: grids[t][f"{s} a=0"] for t in TASKS} for s in ("ranking", "retrieval", "sum")
+    }
+    ranker = SynerGenRanker(loaded, candidate_scorer=chosen, popularity_correction=correction)
     ranker.fit(dataset)
     test = {}
     with torch_threads(config.threads):
@@ -139,8 +150,15 @@ def main() -> None:
     refs = reference_rows()
     data = {
         "preliminary": True,
-        "command": "nice -n 5 .venv/bin/python benchmarks/synergen_run.py "
-        + " ".join([f"--minutes {args.minutes:g}", *[f"--set {o}" for o in args.set]])
+        "command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/synergen_run.py "
+        + " ".join(
+            [
+                f"--minutes {args.minutes:g}",
+                *[f"--set {o}" for o in args.set],
+                *(["--no-correction"] if args.no_correction else []),
+                *(["--reuse"] if args.reuse else []),
+            ]
+        )
         + "".join(
             f" --{flag} {value}"
             for flag, value, default in (
@@ -157,7 +175,10 @@ def main() -> None:
             if line.strip()
         ],
         "valid_ndcg10_by_scorer": valid_scores,
+        "valid_ndcg10_grid": grids,
         "candidate_scorer": chosen,
+        "popularity_correction": correction,
+        "valid_ndcg10_chosen": chosen_valid,
         "test": test,
         "latency_per_user": lat,
         "reference": refs,
@@ -183,7 +204,9 @@ def markdown(data: dict) -> str:
             f"{s}: rec {v['recommendation']:.4f} / search {v['search']:.4f}"
             for s, v in data["valid_ndcg10_by_scorer"].items()
         )
-        + ").",
+        + f"). Popularity correction a per task (retrieval - a*log(1+training targets), chosen "
+        f"on validation): {data['popularity_correction']}; validation NDCG@10 of the chosen "
+        f"scorer: {data['valid_ndcg10_chosen']}.",
         "",
         "Test split; candidate metrics on every sample of the benchmark's lists (1 target + "
         "99 negatives); `full/` = retrieval head over the whole catalogue on the benchmark's "

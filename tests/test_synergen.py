@@ -337,6 +337,29 @@ def test_family_module_surface_and_servable_matches_the_evaluation(tiny_dataset,
     with pytest.raises(Unsupported):
         served.suggest_queries_batch([[]], 3)
 
+    # the popularity correction subtracts a * log(1 + training targets) on its task only
+    streams = D.build_streams(dataset)
+    windows = D.training_windows(streams, D.heldout_cutoffs(dataset), config.max_len)
+    counts = np.zeros(len(dataset.item_ids))
+    for window in windows:
+        for item in window.items:
+            counts[item] += 1
+    lists = [dataset.item_ids[:5]] * 3
+    for task in ("recommendation", "search"):
+        samples = dataset.samples_for(task, "test").head(3)
+        plain = SynerGenRanker(model_dir=tmp_path / "synergen", candidate_scorer="retrieval")
+        plain.fit(dataset)
+        fixed = SynerGenRanker(
+            model_dir=tmp_path / "synergen",
+            candidate_scorer="retrieval",
+            popularity_correction={"recommendation": 0.7},
+        )
+        fixed.fit(dataset)
+        a = 0.7 if task == "recommendation" else 0.0
+        expected = plain.score_candidates(samples, lists) - a * np.log1p(counts[:5])[None]
+        assert fixed.score_candidates(samples, lists) == pytest.approx(expected, abs=1e-5)
+    assert counts.sum() > 0
+
     # serving a sample's history gives the evaluation's retrieval scores for that sample
     events = dataset.events
     for task in ("recommendation", "search"):

@@ -29,7 +29,13 @@ def ranker(run_dir: str | Path, config: SynerGenConfig | None = None, name: str 
     """The :class:`SynerGenRanker` of a trained run (``run_dir/synergen``)."""
     config = config or SynerGenConfig()
     return SynerGenRanker(
-        name=name, model_dir=Path(run_dir) / MODEL_DIR, candidate_scorer=config.candidate_scorer
+        name=name,
+        model_dir=Path(run_dir) / MODEL_DIR,
+        candidate_scorer=config.candidate_scorer,
+        popularity_correction={
+            "recommendation": config.rec_popularity_correction,
+            "search": config.search_popularity_correction,
+        },
     )
 
 

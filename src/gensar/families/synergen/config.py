@@ -112,6 +112,23 @@ class SynerGenConfig(Section):
         description="What scores given candidate lists: the ranking head (the paper's split), "
         "the retrieval head, or the sum of both (z-scored per list).",
     )
+    rec_popularity_correction: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Given recommendation candidate lists, the retrieval head's score minus "
+        "this times log(1 + the item's training targets). The softmax retrieval head learns "
+        "log P(item | user), which carries the item's popularity; a list whose negatives are "
+        "drawn by popularity asks for P(item | user) / P_pop(item), i.e. 1.0. Whole-catalogue "
+        "retrieval (top_k, score_all, serving) is never corrected. Chosen on validation.",
+    )
+    search_popularity_correction: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="The same for search candidate lists (their negatives are mostly "
+        "lexical look-alikes, so 0 unless validation says otherwise).",
+    )
     # ---- training
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")

@@ -127,11 +127,12 @@ class SynerGen(nn.Module):
         proj = self.item_proj if self.config.share_text_projection else self.query_proj
         return proj(vectors)
 
-    def embed(self, batch: TokenBatch) -> torch.Tensor:
+    def embed(self, batch: TokenBatch, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Input vectors [b, L, d]; ``table`` is ``item_vectors()`` when already computed."""
         is_query = batch.kinds == QUERY
         item_rows = torch.where(is_query, 0, batch.ids).clamp(max=self.n_items - 1)
         query_rows = torch.where(is_query, batch.ids, 0)
-        items = self.item_vectors(item_rows)
+        items = self.item_vectors(item_rows) if table is None else table[item_rows]
         queries = self.query_vectors(query_rows)
         vectors = torch.where(is_query[..., None], queries, items)
         return self._token_inputs(batch.kinds, vectors)
@@ -162,9 +163,12 @@ class SynerGen(nn.Module):
         )
 
     # ------------------------------------------------------------------ backbone
-    def forward(self, batch: TokenBatch) -> torch.Tensor:
-        """[b, L, hidden] states; the state at position p has seen tokens 0..p only."""
-        return self._run(self.embed(batch), self.angles(batch))
+    def forward(self, batch: TokenBatch, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[b, L, hidden] states; the state at position p has seen tokens 0..p only.
+
+        ``table``: the step's ``item_vectors()``, so training projects the catalogue's
+        text vectors once per step for the inputs and both heads."""
+        return self._run(self.embed(batch, table), self.angles(batch))
 
     def _run(self, x: torch.Tensor, angles: torch.Tensor | None) -> torch.Tensor:
         x = self.emb_drop(x)
@@ -201,9 +205,11 @@ class SynerGen(nn.Module):
             return u @ self.item_vectors().T
         return torch.einsum("nd,ncd->nc", u, self.item_vectors(items))
 
-    def ranking_scores(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def ranking_scores(
+        self, states: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[n, c] ranking-head scores of item rows ``items`` [n, c] for states [n, d]."""
-        e = self.item_vectors(items)
+        e = self.item_vectors(items) if table is None else table[items]
         h = states[:, None].expand_as(e)
         if self.config.ranking_head == "mlp":
             return self.rank_mlp(torch.cat([h, e, h * e], dim=-1)).squeeze(-1)

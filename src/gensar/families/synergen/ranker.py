@@ -68,11 +68,16 @@ class SynerGenRanker:
         name: str = "SynerGen",
         candidate_scorer: str | None = None,
         model_dir: str | Path | None = None,
+        popularity_correction: dict[str, float] | None = None,
     ):
         self.name = name
         self.loaded = loaded
         self.model_dir = model_dir
         self.candidate_scorer = candidate_scorer
+        #: task -> a of ``retrieval - a * log(1 + training targets)`` on candidate lists
+        #: (None: the model config's ``*_popularity_correction``)
+        self.popularity_correction = popularity_correction
+        self.log_popularity: torch.Tensor | None = None
         self.dataset: Dataset | None = None
         self.streams: dict[str, D.UserStream] | None = None
 
@@ -100,6 +105,11 @@ class SynerGenRanker:
         self.streams = D.build_streams(
             dataset, merge_duplicate_clicks=self.loaded.config.merge_duplicate_clicks
         )
+        windows = D.training_windows(
+            self.streams, D.heldout_cutoffs(dataset), self.loaded.config.max_len
+        )
+        counts = D.item_popularity(windows, len(dataset.item_ids))
+        self.log_popularity = torch.from_numpy(np.log1p(counts)).float().to(self.loaded.device)
 
     # ------------------------------------------------------------------ internals
     def _states(self, samples: pl.DataFrame) -> torch.Tensor:
@@ -134,15 +144,29 @@ class SynerGenRanker:
             states = self._states(samples)
             rows = self._rows(candidates)
             model = self.loaded.model
-            if scorer == "retrieval":
-                out = model.retrieval_scores(states, rows)
-            elif scorer == "ranking":
+            if scorer == "ranking":
                 out = model.ranking_scores(states, rows)
             else:
-                out = _zscore(model.retrieval_scores(states, rows)) + _zscore(
-                    model.ranking_scores(states, rows)
-                )
+                retrieval = model.retrieval_scores(states, rows)
+                alpha = self._correction(samples)
+                if bool((alpha != 0).any()):
+                    retrieval = retrieval - alpha[:, None] * self.log_popularity[rows]
+                if scorer == "retrieval":
+                    out = retrieval
+                else:
+                    out = _zscore(retrieval) + _zscore(model.ranking_scores(states, rows))
             return out.cpu().numpy().astype(np.float64)
+
+    def _correction(self, samples: pl.DataFrame) -> torch.Tensor:
+        """[n] popularity-correction weight of each sample (by its task)."""
+        config = self.loaded.config
+        weights = self.popularity_correction or {
+            schema.RECOMMENDATION: config.rec_popularity_correction,
+            schema.SEARCH: config.search_popularity_correction,
+        }
+        tasks = samples["task"].to_list() if "task" in samples.columns else []
+        alpha = [float(weights.get(t, 0.0)) for t in tasks] or [0.0] * samples.height
+        return torch.tensor(alpha, dtype=torch.float32, device=self.loaded.device)
 
     def score_all(self, samples: pl.DataFrame) -> np.ndarray:
         """[n, n_items] retrieval-head scores in the dataset's item order."""

@@ -137,13 +137,14 @@ class _Trainer:
         weights = torch.where(tasks == D.TASK_REC, config.rec_weight, config.search_weight)
         keep = weights > 0
         at = (torch.as_tensor(rows, device=self.device), torch.as_tensor(ctx, device=self.device))
-        states = model(batch)[at][keep]
+        table = model.item_vectors()  # projected once per step, shared by inputs and heads
+        states = model(batch, table)[at][keep]
         targets, weights = targets[keep], weights[keep].float()
         per_target = torch.zeros_like(weights)
         logits = None
         if config.retrieval_weight > 0:
             u = model.retrieval_queries(states) / config.temperature
-            vectors = model.item_vectors()
+            vectors = table
             if config.retrieval_loss == "softmax":
                 logits = u @ vectors.T
                 retrieval = softmax_loss(logits, targets)
@@ -154,7 +155,7 @@ class _Trainer:
         if config.ranking_weight > 0:
             negatives = self._ranking_negatives(states, targets, logits)
             items = torch.cat([targets[:, None], negatives], dim=1)
-            scores = model.ranking_scores(states, items)
+            scores = model.ranking_scores(states, items, table)
             positive, negative = scores[:, 0], scores[:, 1:]
             ranking = config.pointwise_weight * pointwise_loss(
                 positive, negative
