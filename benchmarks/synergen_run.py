@@ -103,6 +103,11 @@ def main() -> None:
         help="choose the candidate scorer without the popularity correction",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN's last checkpoint up to --minutes of training in all",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="evaluate RUN/synergen again instead of training"
     )
     args = parser.parse_args()
@@ -124,7 +129,7 @@ def main() -> None:
         loaded = load_model(run_dir / "synergen")  # evaluate the trained run again
         config, summary = loaded.config, loaded.summary
     else:
-        summary = train(dataset_dir, run_dir, config)
+        summary = train(dataset_dir, run_dir, config, resume=args.resume)
         loaded = load_model(run_dir / "synergen")
 
     # candidate scorer and per-task popularity correction chosen on the validation lists
@@ -157,6 +162,7 @@ def main() -> None:
                 *[f"--set {o}" for o in args.set],
                 *(["--no-correction"] if args.no_correction else []),
                 *(["--reuse"] if args.reuse else []),
+                *(["--resume"] if args.resume else []),
             ]
         )
         + "".join(
