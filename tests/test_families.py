@@ -204,3 +204,95 @@ def test_every_trained_family_meets_the_protocols(tiny_run, tiny_dataset):
     assert isinstance(config.family.ranker(tiny_run, config), Ranker)
     for name in ("sasrec", "bm25", "dense", "popularity"):
         assert isinstance(registry.get_family(name).ranker(tiny_run, config), Ranker)
+
+
+GENSR_TINY = {
+    "model.backbone.d_model": 32,
+    "model.backbone.num_layers": 1,
+    "model.backbone.num_decoder_layers": 1,
+    "model.backbone.num_heads": 2,
+    "model.backbone.d_ff": 64,
+    "model.vocab.size": 300,
+    "model.vocab.multiword": False,
+    "model.history_title_tokens": 4,
+    "model.candidate_title_tokens": 3,
+    "model.negatives": 3,
+    "model.batch_size": 16,
+    "model.eval_every": 4,
+    "model.eval_samples": 10,
+    "model.warmup_steps": 2,
+    "collab.max_epochs": 3,
+}
+SYNERGEN_TINY = {
+    "model.hidden": 16,
+    "model.heads": 2,
+    "model.layers": 1,
+    "model.max_len": 16,
+    "model.batch_size": 16,
+    "model.eval_samples": 20,
+    "model.epochs": 1,
+    "model.rank_hard_negatives": 3,
+    "model.rank_random_negatives": 3,
+    "model.hard_pool": 10,
+}
+
+
+def test_gensr_and_synergen_are_registered_benchmarked_and_served(tiny_dataset, tmp_path):
+    """GenSR and SynerGen go through the one benchmark path (their rows, examples seen)
+    and `gensar serve` loads their model directories by the family marker."""
+    from gensar.benchmark import load_benchmark, run_benchmark
+    from gensar.serving import ServeConfig, create_app
+
+    bench_file = tmp_path / "bench.yaml"
+    bench_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "families-bench",
+                "dataset": {"prepared": str(tiny_dataset)},
+                "out": str(tmp_path / "bench"),
+                "base": {
+                    "candidates": {"n_negatives": 19, "bm25_pool": 29},
+                    "evaluate": {"full_catalogue_samples": 10},
+                },
+                "models": [
+                    {"name": "GenSR", "family": "gensr", "set": GENSR_TINY},
+                    {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
+                    {"name": "Popularity", "family": "popularity"},
+                ],
+            }
+        )
+    )
+    summary = run_benchmark(load_benchmark(bench_file), log=lambda *_: None)
+    rows = {(r["model"], r["task"]): r for r in summary["results"]}
+    for name in ("GenSR", "SynerGen"):
+        for task in ("recommendation", "search"):
+            metrics = rows[(name, task)]["metrics"]
+            assert 0.0 <= metrics["NDCG@10"] <= 1.0 and "full/NDCG@10" in metrics
+    table = (tmp_path / "bench" / "results.md").read_text()
+    assert "SynerGen" in table and "GenSR" in table
+    # their own training time and examples (from the model cards) are rows of the table
+    for row in ("training minutes", "training examples seen"):
+        line = next(li for li in table.splitlines() if li.startswith(f"| {row}"))
+        assert line.count("|") >= 4, line
+    assert set(summary["training_seconds"]) >= {"GenSR", "SynerGen"}
+
+    for family, folder in (("gensr", "gensr"), ("synergen", "synergen")):
+        model_dir = tmp_path / "bench" / "seed-0" / family / folder
+        assert registry.family_of(model_dir) == family
+        model = registry.load_model(model_dir)
+        assert isinstance(model, Servable)
+        assert registry.get_family(family).examples_seen(model_dir.parent) > 0
+        config = ServeConfig(store=tmp_path / f"{family}.sqlite3", threads=1)
+        with TestClient(create_app(model_dir, tiny_dataset, config)) as client:
+            history = [{"behaviour": "rec_item", "item_id": _first_item(tiny_dataset)}]
+            answer = client.post("/recommend", json={"history": history, "k": 3})
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["items"]) == 3
+            found = client.post("/search", json={"history": history, "query": "tape", "k": 2})
+            assert found.status_code == 200, found.text
+
+
+def _first_item(dataset_dir: Path) -> str:
+    from gensar.data.dataset import load_dataset
+
+    return load_dataset(dataset_dir).item_ids[0]

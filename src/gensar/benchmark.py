@@ -270,6 +270,7 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     per_seed: dict[int, list] = {}
     timings: dict[str, float] = {}
     examples: dict[str, dict[int, int | None]] = {}
+    train_seconds: dict[str, dict[int, float]] = {}  # from the model cards (a reused model too)
     all_donors: list[Path] = []
     seeds = sorted({seed for m in bench.models for seed in (m.seeds or bench.seeds)})
     for seed in seeds:
@@ -296,11 +297,14 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
                 fit_dir = run_dir
             else:
                 fit_dir = _reading_dir(family.reads, donors, all_donors, seed_dir)
-            if family.budgeted:
-                seen = family.examples_seen(run_dir)
+            seen = family.examples_seen(run_dir)
+            if family.budgeted or seen is not None:
                 examples.setdefault(model.name, {})[seed] = seen
-                if budget is None:
-                    budget = seen
+            if family.budgeted and budget is None:
+                budget = seen
+            spent = family.training_seconds(run_dir)
+            if spent is not None:
+                train_seconds.setdefault(model.name, {})[seed] = spent
             ranker = family.ranker(run_dir, config, model.name)
             exact = (
                 family.ranker(run_dir, family.exact_variant(config), model.name)
@@ -317,7 +321,14 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
         all_donors += donors
         per_seed[seed] = results
     summary = write_benchmark(
-        bench, per_seed, timings, out, time.perf_counter() - started, examples=examples, ties=ties
+        bench,
+        per_seed,
+        timings,
+        out,
+        time.perf_counter() - started,
+        examples=examples,
+        ties=ties,
+        train_seconds=train_seconds,
     )
     log((out / "results.md").read_text())
     return summary
@@ -332,6 +343,7 @@ def write_benchmark(
     *,
     examples: dict[str, dict[int, int | None]] | None = None,
     ties: str = "expected",
+    train_seconds: dict[str, dict[int, float]] | None = None,
 ) -> dict[str, Any]:
     """results.json (per seed, mean and std), results.md and tradeoff.png.
 
@@ -343,6 +355,7 @@ def write_benchmark(
     from gensar.io import atomic_write_bytes, write_json
 
     examples = examples or {}
+    train_seconds = train_seconds or {}
     runs_of: dict[tuple[str, str, str], list] = {}
     for results in per_seed.values():
         for result in results:
@@ -370,6 +383,14 @@ def write_benchmark(
         extra_rows["training examples seen"] = {
             m: ", ".join(f"{v:,}" if v is not None else "?" for v in by_seed.values())
             for m, by_seed in examples.items()
+        }
+    if train_seconds:
+        # the families' own record of training (not evaluation): the units of "examples
+        # seen" differ by family (GenSAR: instruction examples; GenSR: judged samples with
+        # their negatives; SynerGen: next-event targets), the minutes do not
+        extra_rows["training minutes"] = {
+            m: ", ".join(f"{v / 60:.1f}" for v in by_seed.values())
+            for m, by_seed in train_seconds.items()
         }
     table = results_table_markdown(merged, spread=spread, extra_rows=extra_rows)
     from gensar.families.registry import get_family
@@ -419,6 +440,9 @@ def write_benchmark(
         "seeds": {m: s for m, s in seeds_of.items()},
         "equal_budget": bench.equal_budget,
         "examples_seen": {m: {str(k): v for k, v in d.items()} for m, d in examples.items()},
+        "training_seconds": {
+            m: {str(k): v for k, v in d.items()} for m, d in train_seconds.items()
+        },
         "results": [r.to_json() for r in merged],
         "std": spread,
         "per_seed": {str(s): [r.to_json() for r in rs] for s, rs in per_seed.items()},

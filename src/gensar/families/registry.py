@@ -27,7 +27,10 @@ Optional names, with their defaults:
 * ``SEED_FIELD``: the dotted field of its section a benchmark sets to each seed
   (``None``: the family has no seed of its own);
 * ``examples_seen(run_dir)``, ``with_budget(config, examples)``: equal-budget
-  comparisons in a benchmark (families without them are not budgeted);
+  comparisons in a benchmark (families without ``with_budget`` are not budgeted;
+  ``examples_seen`` alone still puts a row of examples seen in the table);
+* ``training_seconds(run_dir)``: the training time its model card records (a
+  benchmark's "training minutes" row);
 * ``exact_variant(config)``: the config ranking candidates without pruning
   (a benchmark's ``exact_too``);
 * ``TITLE``, ``BENCHMARK_NOTE``: its display name and a sentence on how it is
@@ -60,6 +63,8 @@ FAMILIES: dict[str, str] = {
     "bm25": "gensar.families.baselines.bm25",
     "dense": "gensar.families.baselines.dense",
     "popularity": "gensar.families.baselines.popularity",
+    "gensr": "gensar.families.gensr",
+    "synergen": "gensar.families.synergen",
 }
 #: The family of a config that names none, and of model directories without a marker
 #: (every model directory written before the family seam).
@@ -153,6 +158,11 @@ class Family:
 
     def examples_seen(self, run_dir: Path) -> int | None:
         fn = getattr(self.module, "examples_seen", None)
+        return fn(Path(run_dir)) if fn is not None else None
+
+    def training_seconds(self, run_dir: Path) -> float | None:
+        """Seconds the run's model trained for, from its own record (None: not recorded)."""
+        fn = getattr(self.module, "training_seconds", None)
         return fn(Path(run_dir)) if fn is not None else None
 
     @property

@@ -117,6 +117,17 @@ def examples_seen(run_dir: Path) -> int | None:
         return None
 
 
+def training_seconds(run_dir: Path) -> float | None:
+    """Seconds of training the run's model card records."""
+    from gensar.errors import GensarError
+    from gensar.families.gensar.directory import GenSARCard
+
+    try:
+        return GenSARCard.read(Path(run_dir) / MODEL_DIR).training.get("train_seconds")
+    except GensarError:
+        return None
+
+
 def with_budget(config: RunConfig, examples: int) -> RunConfig:
     """The run trained on ``examples`` examples (equal-budget comparisons), unless it
     sets its own ``train.examples``."""

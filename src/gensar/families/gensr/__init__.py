@@ -50,8 +50,16 @@ def section(config: Any) -> GenSRConfig:
     return model.model_copy(update=update)
 
 
-def train(dataset_dir: Path, run_dir: Path, config: Any = None, **kwargs) -> dict:
-    """Train GenSR into ``run_dir/gensr`` (SASRec into ``run_dir/embeddings`` if missing)."""
+def train(
+    dataset_dir: Path, run_dir: Path, config: Any = None, *, log: Any = None, **kwargs: Any
+) -> dict:
+    """Train GenSR into ``run_dir/gensr`` (SASRec into ``run_dir/embeddings`` if missing);
+    validation reads a run config's shared candidate lists (``candidates_dir``) when set."""
+    lists = getattr(config, "candidates_dir", None)
+    if lists is not None:
+        kwargs.setdefault("candidates_dir", lists)
+    if log is not None:
+        kwargs["log"] = log
     return _train(dataset_dir, run_dir, section(config), **kwargs)
 
 
@@ -75,6 +83,16 @@ def examples_seen(run_dir: Path) -> int | None:
     return read_json(card).get("summary", {}).get("examples_seen")
 
 
+def training_seconds(run_dir: str | Path) -> float | None:
+    """Seconds of training (validation excluded) the run's model card records."""
+    from gensar.io import read_json
+
+    card = Path(run_dir) / MODEL_DIR / "config.json"
+    if not card.is_file():
+        return None
+    return read_json(card).get("summary", {}).get("seconds")
+
+
 __all__ = [
     "MODEL_DIR",
     "NAME",
@@ -82,6 +100,7 @@ __all__ = [
     "TITLE",
     "examples_seen",
     "section",
+    "training_seconds",
     "Config",
     "GenSRConfig",
     "GenSRRanker",

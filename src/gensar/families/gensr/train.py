@@ -50,6 +50,7 @@ from gensar.families.gensr.config import GenSRConfig
 from gensar.families.gensr.losses import symmetric_infonce, yes_no_loss
 from gensar.families.gensr.model import GenSR
 from gensar.families.gensr.scoring import score_rows
+from gensar.families.registry import write_family_marker
 from gensar.io import atomic_output_dir, write_parquet
 from gensar.model.backbone import build_model
 from gensar.utils import MetricsLog, pick_device, seed_everything, torch_threads
@@ -70,13 +71,19 @@ def train(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    candidates_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train GenSR on ``dataset_dir``; write ``run_dir/gensr``; return a summary."""
+    """Train GenSR on ``dataset_dir``; write ``run_dir/gensr``; return a summary.
+
+    ``candidates_dir`` holds the validation candidate lists (default ``run_dir``, where
+    they are built when missing); a benchmark passes its shared lists.
+    """
     config = config or GenSRConfig()
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     ensure_first_stage(dataset_dir, run_dir, config, log)
+    lists = Path(candidates_dir) if candidates_dir is not None else run_dir
     with torch_threads(config.threads):
-        return _train(load_dataset(dataset_dir), dataset_dir, run_dir, config, progress, log)
+        return _train(load_dataset(dataset_dir), dataset_dir, run_dir, config, progress, log, lists)
 
 
 def ensure_first_stage(dataset_dir: Path, run_dir: Path, config: GenSRConfig, log) -> None:
@@ -116,7 +123,9 @@ def lr_factor(step: int, total_steps: int, time_fraction: float, warmup: int) ->
 
 
 class _Trainer:
-    def __init__(self, dataset: Dataset, run_dir: Path, config: GenSRConfig, log):
+    def __init__(
+        self, dataset: Dataset, run_dir: Path, config: GenSRConfig, log, candidates_dir: Path
+    ):
         self.config = config
         self.dataset = dataset
         self.device = pick_device(config.device)
@@ -142,7 +151,7 @@ class _Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
-        self.valid = self._validation_sets(run_dir)
+        self.valid = self._validation_sets(candidates_dir)
         n_params = sum(p.numel() for p in params)
         log(
             f"GenSR: {len(self.examples):,} training samples, {len(dataset.item_ids):,} items, "
@@ -150,15 +159,15 @@ class _Trainer:
             f"device {self.device}"
         )
 
-    def _validation_sets(self, run_dir: Path) -> dict[str, tuple]:
+    def _validation_sets(self, candidates_dir: Path) -> dict[str, tuple]:
         """Per task: a fixed seeded subset of the validation candidate lists."""
         config, dataset = self.config, self.dataset
-        build_candidates(dataset.path, run_dir, config.candidates)
+        build_candidates(dataset.path, candidates_dir, config.candidates)
         out = {}
         for task in TASKS:
             if task not in config.candidates.tasks or "valid" not in config.candidates.splits:
                 continue
-            cands = load_candidates(run_dir, task, "valid")
+            cands = load_candidates(candidates_dir, task, "valid")
             if len(cands) == 0:
                 continue
             rows = np.arange(len(cands))
@@ -237,9 +246,10 @@ def _train(
     config: GenSRConfig,
     progress: bool,
     log: Callable[[str], None],
+    candidates_dir: Path,
 ) -> dict[str, Any]:
     setup_started = time.perf_counter()
-    trainer = _Trainer(dataset, run_dir, config, log)
+    trainer = _Trainer(dataset, run_dir, config, log, candidates_dir)
     setup_seconds = time.perf_counter() - setup_started
     model = trainer.model
     n = len(trainer.examples)
@@ -363,6 +373,7 @@ def save_model(folder: Path, trainer: _Trainer, run_dir: Path, summary: dict) ->
         summary=summary,
         first_stage={"recommendation": "SASRec (sasrec/)", "search": "BM25 over item text"},
     )
+    write_family_marker(folder, "gensr")
     trainer.tokenizer.save_pretrained(str(folder / "tokenizer"))
     write_parquet(dataset.items.select("item_id", "title", "text"), folder / "items.parquet")
     sasrec = run_dir / SASREC_DIR

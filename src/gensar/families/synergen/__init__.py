@@ -15,21 +15,84 @@ The family module of the registry (:class:`gensar.families.protocols.FamilyModul
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gensar.families.synergen.config import SynerGenConfig
 from gensar.families.synergen.ranker import LoadedSynerGen, SynerGenRanker, load_model
 from gensar.families.synergen.serve import SynerGenServable, load
-from gensar.families.synergen.train import MODEL_DIR, train
+from gensar.families.synergen.train import MODEL_DIR
+from gensar.families.synergen.train import train as _train
 
 NAME = "synergen"
 Config = SynerGenConfig
+TITLE = "SynerGen"
+#: shared stages built first: the MiniLM item vectors (its semantic inputs) and the
+#: candidate lists the evaluation ranks
+STAGES = ("semantic", "candidates")
+SEED_FIELD = "seed"
+BENCHMARK_NOTE = (
+    "SynerGen scores candidate lists with the head chosen on validation (candidate_scorer, "
+    "per-task popularity correction) and ranks the whole catalogue by its retrieval head."
+)
 
 
-def ranker(run_dir: str | Path, config: SynerGenConfig | None = None, name: str = "SynerGen"):
+def section(config: Any) -> SynerGenConfig:
+    """SynerGen's settings from a SynerGenConfig, or from a run config whose ``model``
+    section is one."""
+    if config is None:
+        return SynerGenConfig()
+    if isinstance(config, SynerGenConfig):
+        return config
+    model = getattr(config, "model", None)
+    if not isinstance(model, SynerGenConfig):
+        raise TypeError(f"expected a SynerGen config, got {type(config).__name__}")
+    return model
+
+
+def train(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    config: Any = None,
+    *,
+    resume: bool = False,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train SynerGen into ``run_dir/synergen``; a run config's ``semantic`` section gives
+    the MiniLM settings of the item and query vectors (the run's semantic stage)."""
+    options: dict[str, Any] = {"resume": resume}
+    semantic = getattr(config, "semantic", None)
+    if semantic is not None:
+        options["semantic"] = semantic
+    if log is not None:
+        options["log"] = log
+    return _train(dataset_dir, run_dir, section(config), **options)
+
+
+def examples_seen(run_dir: str | Path) -> int | None:
+    """Training targets the run's SynerGen saw (from its model card)."""
+    from gensar.io import read_json
+
+    card = Path(run_dir) / MODEL_DIR / "config.json"
+    if not card.is_file():
+        return None
+    return read_json(card).get("summary", {}).get("examples_seen")
+
+
+def training_seconds(run_dir: str | Path) -> float | None:
+    """Seconds of training (validation excluded) the run's model card records."""
+    from gensar.io import read_json
+
+    card = Path(run_dir) / MODEL_DIR / "config.json"
+    if not card.is_file():
+        return None
+    return read_json(card).get("summary", {}).get("seconds")
+
+
+def ranker(run_dir: str | Path, config: Any = None, name: str | None = None):
     """The :class:`SynerGenRanker` of a trained run (``run_dir/synergen``)."""
-    config = config or SynerGenConfig()
+    config = section(config)
     return SynerGenRanker(
-        name=name,
+        name=name or TITLE,
         model_dir=Path(run_dir) / MODEL_DIR,
         candidate_scorer=config.candidate_scorer,
         popularity_correction={
@@ -50,5 +113,7 @@ __all__ = [
     "load",
     "load_model",
     "ranker",
+    "section",
+    "training_seconds",
     "train",
 ]

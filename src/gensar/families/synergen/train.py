@@ -44,6 +44,7 @@ from gensar.data.dataset import Dataset, load_dataset
 from gensar.embed.collab import make_batches
 from gensar.embed.semantic import SemanticConfig
 from gensar.errors import DataError
+from gensar.families.registry import write_family_marker
 from gensar.families.synergen import data as D
 from gensar.families.synergen.config import SynerGenConfig
 from gensar.families.synergen.losses import bpr_loss, infonce_loss, pointwise_loss, softmax_loss
@@ -427,3 +428,4 @@ def save_model(
         semantic=(semantic or SemanticConfig()).model_dump(mode="json"),
         summary=summary,
     )
+    write_family_marker(folder, "synergen")
