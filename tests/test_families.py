@@ -296,3 +296,39 @@ def _first_item(dataset_dir: Path) -> str:
     from gensar.data.dataset import load_dataset
 
     return load_dataset(dataset_dir).item_ids[0]
+
+
+def test_train_only_builds_runs_the_full_benchmark_then_reuses(tiny_dataset, tmp_path):
+    """`gensar benchmark --train-only NAME` trains a model in a second process; the full
+    run of the same YAML finds it up to date (same folder, same settings) and only
+    evaluates it."""
+    from gensar.benchmark import load_benchmark, run_benchmark, train_models
+    from gensar.errors import ConfigError
+
+    bench_file = tmp_path / "bench.yaml"
+    bench_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "split-bench",
+                "dataset": {"prepared": str(tiny_dataset)},
+                "out": str(tmp_path / "bench"),
+                "base": {"candidates": {"n_negatives": 19, "bm25_pool": 29}},
+                "models": [
+                    {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
+                    {"name": "Popularity", "family": "popularity"},
+                ],
+            }
+        )
+    )
+    bench = load_benchmark(bench_file)
+    with pytest.raises(ConfigError, match="does not list"):
+        train_models(bench, ["Nope"])
+    (run_dir,) = train_models(bench, ["SynerGen"], log=lambda *_: None)
+    weights = run_dir / "synergen" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert not (tmp_path / "bench" / "results.md").exists()
+    lines: list[str] = []
+    run_benchmark(bench, log=lines.append)
+    assert weights.stat().st_mtime_ns == before  # not retrained
+    assert any("up to date" in line for line in lines)
+    assert "SynerGen" in (tmp_path / "bench" / "results.md").read_text()

@@ -235,6 +235,58 @@ def _reading_dir(
     return (donors or all_donors or [seed_dir])[0]
 
 
+def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[Path]:
+    """Build the runs of the named models (every seed) exactly as :func:`run_benchmark`
+    would, without evaluating them: a second process trains them while the full run
+    works through the other models, and the full run then finds them up to date.
+
+    Needs the benchmark's candidate lists (started by the full run, or built here when
+    the output folder is new); models that adopt stages from earlier models of the same
+    seed build those stages themselves instead (same fingerprints, same results).
+    """
+    from gensar.data import load_dataset
+    from gensar.evaluation.candidates import build_candidates
+    from gensar.families.registry import get_family
+    from gensar.io import check_output_dir
+    from gensar.layout import CANDIDATES
+    from gensar.pipeline import build_run
+
+    log = log or _logger.info
+    by_name = {m.name: m for m in bench.models}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(
+            f"--train-only names models the benchmark does not list: {', '.join(unknown)}",
+            fix=f"use the names of its models: {', '.join(by_name)}",
+        )
+    budgeted = [n for n in names if bench.equal_budget and get_family(by_name[n].family).budgeted]
+    if budgeted:
+        raise ConfigError(
+            f"--train-only cannot train {', '.join(budgeted)}: under equal_budget their "
+            "budget is what the benchmark's first model of their family saw",
+            fix="train models of the budgeted family in the full run",
+        )
+    out = Path(bench.out)
+    base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
+    lists = out / CANDIDATES
+    if not lists.is_dir():
+        check_output_dir(out, "benchmark")
+        build_candidates(bench.dataset.prepared, out, base_config.candidates)
+    load_dataset(bench.dataset.prepared)  # a clear error when the data is not prepared
+    built = []
+    for name in names:
+        model = by_name[name]
+        family = get_family(model.family)
+        for seed in model.seeds or bench.seeds:
+            run_dir = out / f"seed-{seed}" / slug(model.name)
+            config = run_config_for(bench, model, seed, run_dir)
+            if family.stages(config) or family.trains:
+                log(f"== {model.name} (seed {seed}), training only ==")
+                build_run(config, log=log)
+                built.append(run_dir)
+    return built
+
+
 def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     log = log or _logger.info
     from gensar.data import load_dataset, schema

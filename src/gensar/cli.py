@@ -260,12 +260,25 @@ def benchmark(
     config: Annotated[Path, typer.Argument(help="Benchmark YAML (see benchmarks/*.yaml).")],
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
+    train_only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train-only",
+            help="Only build (train) the runs of these models (by name; repeatable) and stop: "
+            "a second process can train them beside a full run of the same YAML, which then "
+            "reuses them (same settings, same folders). No evaluation, no table.",
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate every model a benchmark YAML lists; write results.md/json and tradeoff.png."""
-    from gensar.benchmark import load_benchmark, run_benchmark
+    from gensar.benchmark import load_benchmark, run_benchmark, train_models
     from gensar.io import allow_overwrite, check_output_dir
 
     bench = load_benchmark(config, set_)
+    if train_only:
+        with allow_overwrite(overwrite):
+            train_models(bench, train_only)
+        return
     check_output_dir(bench.out, "benchmark", overwrite=overwrite)
     with allow_overwrite(overwrite):
         run_benchmark(bench)
