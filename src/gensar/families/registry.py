@@ -143,11 +143,12 @@ class Family:
         """``module.train`` with those of ``options`` (``log``, ``resume``) it accepts."""
         fn = self.module.train
         accepted = inspect.signature(fn).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
         return fn(
             Path(dataset_dir),
             Path(run_dir),
             config,
-            **{k: v for k, v in options.items() if k in accepted},
+            **{k: v for k, v in options.items() if takes_any or k in accepted},
         )
 
     def ranker(self, run_dir: Path, config: Any, name: str | None = None):

@@ -51,13 +51,20 @@ def section(config: Any) -> GenSRConfig:
 
 
 def train(
-    dataset_dir: Path, run_dir: Path, config: Any = None, *, log: Any = None, **kwargs: Any
+    dataset_dir: Path,
+    run_dir: Path,
+    config: Any = None,
+    *,
+    log: Any = None,
+    progress: bool = True,
+    candidates_dir: Path | None = None,
 ) -> dict:
     """Train GenSR into ``run_dir/gensr`` (SASRec into ``run_dir/embeddings`` if missing);
     validation reads a run config's shared candidate lists (``candidates_dir``) when set."""
-    lists = getattr(config, "candidates_dir", None)
+    kwargs: dict[str, Any] = {"progress": progress}
+    lists = candidates_dir or getattr(config, "candidates_dir", None)
     if lists is not None:
-        kwargs.setdefault("candidates_dir", lists)
+        kwargs["candidates_dir"] = lists
     if log is not None:
         kwargs["log"] = log
     return _train(dataset_dir, run_dir, section(config), **kwargs)

@@ -54,15 +54,17 @@ def train(
     run_dir: str | Path,
     config: Any = None,
     *,
-    resume: bool = False,
     log: Any = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Train SynerGen into ``run_dir/synergen``; a run config's ``semantic`` section gives
-    the MiniLM settings of the item and query vectors (the run's semantic stage)."""
-    options: dict[str, Any] = {"resume": resume}
-    semantic = getattr(config, "semantic", None)
-    if semantic is not None:
-        options["semantic"] = semantic
+    """Train SynerGen into ``run_dir/synergen`` (options: ``semantic``, ``resume``,
+    ``progress``, ``log`` as :func:`gensar.families.synergen.train.train`). From a run
+    config, its ``semantic`` section gives the MiniLM settings of the item and query
+    vectors (the run's semantic stage)."""
+    if config is not None and not isinstance(config, SynerGenConfig):
+        semantic = getattr(config, "semantic", None)
+        if semantic is not None:
+            options.setdefault("semantic", semantic)
     if log is not None:
         options["log"] = log
     return _train(dataset_dir, run_dir, section(config), **options)
