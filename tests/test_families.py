@@ -332,3 +332,28 @@ def test_train_only_builds_runs_the_full_benchmark_then_reuses(tiny_dataset, tmp
     assert weights.stat().st_mtime_ns == before  # not retrained
     assert any("up to date" in line for line in lines)
     assert "SynerGen" in (tmp_path / "bench" / "results.md").read_text()
+
+
+def test_train_only_of_a_budgeted_model_needs_the_first_one_trained(tiny_dataset, tmp_path):
+    """Under equal_budget a later GenSAR-family model trains on what the first one saw:
+    --train-only refuses it, in one line, while that first model is untrained."""
+    from gensar.benchmark import load_benchmark, train_models
+    from gensar.errors import ConfigError
+
+    bench_file = tmp_path / "bench.yaml"
+    bench_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "budget-bench",
+                "dataset": {"prepared": str(tiny_dataset)},
+                "out": str(tmp_path / "bench"),
+                "base": {"candidates": {"n_negatives": 19, "bm25_pool": 29}},
+                "models": [
+                    {"name": "GenSAR", "family": "gensar"},
+                    {"name": "TIGER", "family": "gensar", "set": {"index.variant": "semantic"}},
+                ],
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="GenSAR .seed 0. saw, and that model is not trained"):
+        train_models(load_benchmark(bench_file), ["TIGER"], log=lambda *_: None)

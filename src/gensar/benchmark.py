@@ -241,15 +241,16 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
     works through the other models, and the full run then finds them up to date.
 
     Needs the benchmark's candidate lists (started by the full run, or built here when
-    the output folder is new); models that adopt stages from earlier models of the same
-    seed build those stages themselves instead (same fingerprints, same results).
+    the output folder is new). Shared stages that other runs of the same seed have
+    built are copied, as the full run does. A model under ``equal_budget`` gets the
+    budget of the seed's first budgeted model, which must be trained already.
     """
     from gensar.data import load_dataset
     from gensar.evaluation.candidates import build_candidates
     from gensar.families.registry import get_family
     from gensar.io import check_output_dir
     from gensar.layout import CANDIDATES
-    from gensar.pipeline import build_run
+    from gensar.pipeline import build_run, stage_fingerprints
 
     log = log or _logger.info
     by_name = {m.name: m for m in bench.models}
@@ -259,20 +260,13 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
             f"--train-only names models the benchmark does not list: {', '.join(unknown)}",
             fix=f"use the names of its models: {', '.join(by_name)}",
         )
-    budgeted = [n for n in names if bench.equal_budget and get_family(by_name[n].family).budgeted]
-    if budgeted:
-        raise ConfigError(
-            f"--train-only cannot train {', '.join(budgeted)}: under equal_budget their "
-            "budget is what the benchmark's first model of their family saw",
-            fix="train models of the budgeted family in the full run",
-        )
     out = Path(bench.out)
     base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
     lists = out / CANDIDATES
     if not lists.is_dir():
         check_output_dir(out, "benchmark")
         build_candidates(bench.dataset.prepared, out, base_config.candidates)
-    load_dataset(bench.dataset.prepared)  # a clear error when the data is not prepared
+    dataset = load_dataset(bench.dataset.prepared)  # a clear error when it is not prepared
     built = []
     for name in names:
         model = by_name[name]
@@ -280,11 +274,42 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
         for seed in model.seeds or bench.seeds:
             run_dir = out / f"seed-{seed}" / slug(model.name)
             config = run_config_for(bench, model, seed, run_dir)
-            if family.stages(config) or family.trains:
+            if bench.equal_budget and family.budgeted:
+                budget = _budget_of(bench, seed, model, out)
+                if budget is not None:
+                    config = family.with_budget(config, budget)
+            stages = family.stages(config)
+            if stages or family.trains:
+                # shared stages already built by other runs of this seed are copied, as
+                # the full run does (same fingerprints only)
+                donors = sorted(d for d in run_dir.parent.glob("*") if d.is_dir() and d != run_dir)
+                fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
+                _adopt(donors, run_dir, fps, log, stages)
                 log(f"== {model.name} (seed {seed}), training only ==")
                 build_run(config, log=log)
                 built.append(run_dir)
     return built
+
+
+def _budget_of(bench: BenchmarkConfig, seed: int, model: ModelSpec, out: Path) -> int | None:
+    """The equal budget of ``model`` as :func:`run_benchmark` sets it: the examples the
+    seed's first budgeted model saw (None: ``model`` is that first one). That model
+    must be trained already, or the budget is unknown."""
+    from gensar.families.registry import get_family
+
+    for first in bench.models:
+        if seed in (first.seeds or bench.seeds) and get_family(first.family).budgeted:
+            break
+    if first.name == model.name:
+        return None
+    seen = get_family(first.family).examples_seen(out / f"seed-{seed}" / slug(first.name))
+    if seen is None:
+        raise ConfigError(
+            f"--train-only {model.name}: its equal budget is what {first.name} (seed {seed}) "
+            "saw, and that model is not trained yet",
+            fix=f"train {first.name} first (the full run does it first)",
+        )
+    return seen
 
 
 def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
