@@ -357,3 +357,41 @@ def test_train_only_of_a_budgeted_model_needs_the_first_one_trained(tiny_dataset
     )
     with pytest.raises(ConfigError, match="GenSAR .seed 0. saw, and that model is not trained"):
         train_models(load_benchmark(bench_file), ["TIGER"], log=lambda *_: None)
+
+
+def test_a_benchmark_can_rank_a_stated_subset_of_the_lists(tiny_dataset, tmp_path):
+    """evaluate.candidate_lists: every model ranks the same seeded subset of lists, and
+    the results header says so."""
+    from gensar.benchmark import load_benchmark, run_benchmark
+    from gensar.evaluation.candidates import load_candidates
+
+    bench_file = tmp_path / "bench.yaml"
+    bench_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "subset-bench",
+                "dataset": {"prepared": str(tiny_dataset)},
+                "out": str(tmp_path / "bench"),
+                "base": {
+                    "candidates": {"n_negatives": 19, "bm25_pool": 29},
+                    "evaluate": {"candidate_lists": 7},
+                },
+                "models": [
+                    {"name": "Popularity", "family": "popularity"},
+                    {"name": "BM25", "family": "bm25"},
+                ],
+            }
+        )
+    )
+    summary = run_benchmark(load_benchmark(bench_file), log=lambda *_: None)
+    text = (tmp_path / "bench" / "results.md").read_text()
+    assert "fixed seeded subset of 7 test lists per task" in text
+    assert "(test, 7 samples)" in text
+    every = load_candidates(tmp_path / "bench", "search", "test")
+    assert len(every) > 7
+    chosen = every.subset(7)
+    assert list(chosen.sample_ids) == sorted(chosen.sample_ids)
+    assert set(chosen.sample_ids) <= set(every.sample_ids)
+    assert list(every.subset(7).sample_ids) == list(chosen.sample_ids)  # seeded
+    assert every.subset(None) is every and every.subset(10**6) is every
+    assert summary["results"]

@@ -340,7 +340,8 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     out = Path(bench.out)
     base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
     build_candidates(spec.prepared, out, base_config.candidates)
-    sets = {task: load_candidates(out, task, base_config.evaluate.split) for task in schema.TASKS}
+    split, lists = base_config.evaluate.split, base_config.evaluate.candidate_lists
+    sets = {task: load_candidates(out, task, split).subset(lists) for task in schema.TASKS}
     full_samples = base_config.evaluate.full_catalogue_samples
 
     ties = base_config.evaluate.ties
@@ -409,6 +410,19 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     )
     log((out / "results.md").read_text())
     return summary
+
+
+def _lists_note(bench: BenchmarkConfig) -> str:
+    """Which candidate lists the metrics come from (all, or a stated seeded subset)."""
+    lists = run_config_for(
+        bench, ModelSpec(name="base"), bench.seeds[0], Path(bench.out)
+    ).evaluate.candidate_lists
+    if lists is None:
+        return "Candidate metrics on every test sample; "
+    return (
+        f"Candidate metrics on a fixed seeded subset of {lists:,} test lists per task (the "
+        "same rows for every model: `evaluate.candidate_lists`); "
+    )
 
 
 def write_benchmark(
@@ -490,8 +504,9 @@ def write_benchmark(
         tie_header(ties),
         "",
         "Seeds: per model in the `seeds` row; a model with several seeds shows mean ± std "
-        "over them. Candidate metrics on every test sample; `full/` metrics on a fixed "
-        "random subset (the same rows for every model). "
+        "over them. "
+        + _lists_note(bench)
+        + "`full/` metrics on a fixed random subset (the same rows for every model). "
         + " ".join(t for t in (notes, budget, bench.hardware_note) if t)
         + (" " if not bench.hardware_note else ""),
         "",

@@ -169,7 +169,10 @@ def evaluate_run(
     candidates_dir = candidates_dir or config.candidates_dir or run_dir
     dataset = load_dataset(config.dataset)
     split = config.evaluate.split
-    sets = {task: load_candidates(candidates_dir, task, split) for task in schema.TASKS}
+    lists = config.evaluate.candidate_lists
+    sets = {
+        task: load_candidates(candidates_dir, task, split).subset(lists) for task in schema.TASKS
+    }
     models: list[Any] = [config.family.ranker(run_dir, config, config.name)]
     if baselines:
         models += [get_family(name).ranker(run_dir, config) for name in config.evaluate.baselines]

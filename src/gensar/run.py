@@ -44,6 +44,12 @@ class EvaluateConfig(Section):
         ge=1,
         description="Samples per task for full-catalogue Recall/NDCG@10/20 (beam search is the costly part on CPU); null = all.",
     )
+    candidate_lists: int | None = Field(
+        None,
+        ge=1,
+        description="Rank a fixed seeded subset of this many candidate lists per task (the "
+        "same rows for every model; null = every list): a CPU budget for slow rankers.",
+    )
     batch_size: int = Field(
         64,
         ge=1,

@@ -94,6 +94,15 @@ class CandidateSet:
     def __len__(self) -> int:
         return self.frame.height
 
+    def subset(self, n: int | None, seed: int = 0) -> CandidateSet:
+        """A fixed seeded subset of ``n`` lists (rows kept in ``sample_id`` order; all of
+        them when ``n`` is None or not smaller): every model of a comparison ranks the
+        same rows, so paired tests still apply."""
+        if n is None or n >= len(self):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return CandidateSet(self.task, self.split, self.frame[rows], self.path)
+
     @property
     def sample_ids(self) -> np.ndarray:
         return self.frame["sample_id"].to_numpy()
