@@ -395,3 +395,36 @@ def test_a_benchmark_can_rank_a_stated_subset_of_the_lists(tiny_dataset, tmp_pat
     assert list(every.subset(7).sample_ids) == list(chosen.sample_ids)  # seeded
     assert every.subset(None) is every and every.subset(10**6) is every
     assert summary["results"]
+
+
+def test_the_full_run_waits_for_a_live_train_only_process(tmp_path, monkeypatch):
+    """While a --train-only process (a live pid in the lock beside the run) builds a run,
+    the full run waits; a lock of a dead process is ignored."""
+    import subprocess
+    import sys
+
+    from gensar import benchmark
+
+    run_dir = tmp_path / "seed-0" / "tiger"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        benchmark._lock_file(run_dir).parent.mkdir(parents=True)
+        benchmark._lock_file(run_dir).write_text(str(sleeper.pid))
+        waited: list[str] = []
+
+        def fake_sleep(seconds: float) -> None:
+            waited.append("slept")
+            sleeper.kill()
+            sleeper.wait()
+
+        monkeypatch.setattr(benchmark.time, "sleep", fake_sleep)
+        benchmark._wait_for_other_trainer(run_dir, waited.append)
+        assert any("waiting for process" in w for w in waited) and "slept" in waited
+    finally:
+        sleeper.kill()
+    # a dead pid: no wait at all
+    with benchmark._training_lock(run_dir):
+        assert benchmark._lock_file(run_dir).read_text().isdigit()
+    assert not benchmark._lock_file(run_dir).exists()
+    benchmark._lock_file(run_dir).write_text(str(sleeper.pid))
+    benchmark._wait_for_other_trainer(run_dir, lambda *_: pytest.fail("waited on a dead pid"))

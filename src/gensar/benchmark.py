@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,44 @@ def _reading_dir(
     return (donors or all_donors or [seed_dir])[0]
 
 
+def _lock_file(run_dir: Path) -> Path:
+    """The file beside a run directory while a ``--train-only`` process builds it (its
+    pid); beside, not inside, so the run directory holds only stage outputs."""
+    return run_dir.parent / f".{run_dir.name}.training-by-pid"
+
+
+@contextmanager
+def _training_lock(run_dir: Path):
+    """Mark ``run_dir`` as being built by this process (the full run waits for it)."""
+    lock = _lock_file(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _wait_for_other_trainer(run_dir: Path, log, poll_seconds: float = 20.0) -> None:
+    """Wait while a live ``--train-only`` process builds ``run_dir`` (so the full run
+    reuses its model instead of training the same one a second time)."""
+    from gensar.io import _pid_alive
+
+    lock = _lock_file(run_dir)
+    announced = False
+    while lock.is_file():
+        try:
+            pid = int(lock.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if pid == os.getpid() or not _pid_alive(pid):
+            return
+        if not announced:
+            log(f"[{run_dir.name}] waiting for process {pid} (--train-only) to finish it")
+            announced = True
+        time.sleep(poll_seconds)
+
+
 def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[Path]:
     """Build the runs of the named models (every seed) exactly as :func:`run_benchmark`
     would, without evaluating them: a second process trains them while the full run
@@ -286,7 +325,8 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
                 fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
                 _adopt(donors, run_dir, fps, log, stages)
                 log(f"== {model.name} (seed {seed}), training only ==")
-                build_run(config, log=log)
+                with _training_lock(run_dir):
+                    build_run(config, log=log)
                 built.append(run_dir)
     return built
 
@@ -368,6 +408,7 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
             stages = family.stages(config)
             if stages or family.trains:
                 fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
+                _wait_for_other_trainer(run_dir, log)
                 _adopt(donors, run_dir, fps, log, stages)
                 log(f"== {model.name} (seed {seed}) ==")
                 build_run(config, log=log)
