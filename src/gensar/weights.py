@@ -51,6 +51,16 @@ def save_weights_folder(
     write_json(folder / CARD, head | {"dataset": dataset_info} | card)
 
 
+def card_summary(folder: str | Path) -> dict[str, Any]:
+    """The training summary recorded in a weights folder's card (empty when the folder
+    has no card: the model is not trained yet). Benchmarks read examples seen and
+    training time from it."""
+    card = Path(folder) / CARD
+    if not card.is_file():
+        return {}
+    return read_json(card).get("summary", {}) or {}
+
+
 def read_weights_folder(
     folder: str | Path, *, fmt: str, version: int, what: str, fix_missing: str
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:

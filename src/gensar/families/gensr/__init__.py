@@ -80,24 +80,18 @@ def load(model_dir: Path) -> GenSRServable:
     return load_servable(model_dir)
 
 
-def examples_seen(run_dir: Path) -> int | None:
+def examples_seen(run_dir: str | Path) -> int | None:
     """Training samples the run's GenSR saw (from its model card)."""
-    from gensar.io import read_json
+    from gensar.weights import card_summary
 
-    card = Path(run_dir) / MODEL_DIR / "config.json"
-    if not card.is_file():
-        return None
-    return read_json(card).get("summary", {}).get("examples_seen")
+    return card_summary(Path(run_dir) / MODEL_DIR).get("examples_seen")
 
 
 def training_seconds(run_dir: str | Path) -> float | None:
     """Seconds of training (validation excluded) the run's model card records."""
-    from gensar.io import read_json
+    from gensar.weights import card_summary
 
-    card = Path(run_dir) / MODEL_DIR / "config.json"
-    if not card.is_file():
-        return None
-    return read_json(card).get("summary", {}).get("seconds")
+    return card_summary(Path(run_dir) / MODEL_DIR).get("seconds")
 
 
 __all__ = [

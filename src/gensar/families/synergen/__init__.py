@@ -72,22 +72,17 @@ def train(
 
 def examples_seen(run_dir: str | Path) -> int | None:
     """Training targets the run's SynerGen saw (from its model card)."""
-    from gensar.io import read_json
+    from gensar.weights import card_summary
 
-    card = Path(run_dir) / MODEL_DIR / "config.json"
-    if not card.is_file():
-        return None
-    return read_json(card).get("summary", {}).get("examples_seen")
+    return card_summary(Path(run_dir) / MODEL_DIR).get("examples_seen")
 
 
 def training_seconds(run_dir: str | Path) -> float | None:
-    """Seconds of training (validation excluded) the run's model card records."""
-    from gensar.io import read_json
+    """Seconds of the training loop (its per-epoch validation included, text encoding
+    excluded) the run's model card records."""
+    from gensar.weights import card_summary
 
-    card = Path(run_dir) / MODEL_DIR / "config.json"
-    if not card.is_file():
-        return None
-    return read_json(card).get("summary", {}).get("seconds")
+    return card_summary(Path(run_dir) / MODEL_DIR).get("seconds")
 
 
 def ranker(run_dir: str | Path, config: Any = None, name: str | None = None):
