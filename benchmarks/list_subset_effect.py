@@ -26,12 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("benchmarks/amazon-scientific.yaml"))
     parser.add_argument("--model", default="SASRec")
+    parser.add_argument(
+        "--task", action="append", choices=["recommendation", "search"], default=None
+    )
     args = parser.parse_args()
     bench = load_benchmark(args.config)
     dataset = load_dataset(bench.dataset.prepared)
     spec = next(m for m in bench.models if m.name == args.model)
-    task = "recommendation"
-    every = load_candidates(bench.out, task, "test")
+    tasks = args.task or ["recommendation"]
     rows = []
     for seed in spec.seeds or bench.seeds:
         run = Path(bench.out) / f"seed-{seed}" / slug(spec.name)
@@ -39,28 +41,37 @@ def main() -> None:
         lists = config.evaluate.candidate_lists
         ranker = get_family(spec.family).ranker(run, config, spec.name)
         ranker.fit(dataset, run)
-        figures = {}
-        for label, cands in (("all", every), ("subset", every.subset(lists))):
-            (result,) = evaluate_tasks(
-                ranker, dataset, {task: cands}, full_samples=1, ties="expected", log=lambda *_: None
-            )
-            figures[label] = (len(cands), result.metrics["NDCG@10"])
-        rows.append((seed, figures))
+        for task in tasks:
+            every = load_candidates(bench.out, task, "test")
+            figures = {}
+            for label, cands in (("all", every), ("subset", every.subset(lists))):
+                (result,) = evaluate_tasks(
+                    ranker,
+                    dataset,
+                    {task: cands},
+                    full_samples=1,
+                    ties="expected",
+                    log=lambda *_: None,
+                )
+                figures[label] = (len(cands), result.metrics["NDCG@10"])
+            rows.append((seed, task, figures))
     lines = [
-        f"# {args.model} test NDCG@10 ({task}): every list vs the benchmark's subset",
+        f"# {args.model} test NDCG@10: every list vs the benchmark's subset",
         "",
-        "| seed | every list | NDCG@10 | subset | NDCG@10 |",
-        "|---:|---:|---:|---:|---:|",
+        "| seed | task | every list | NDCG@10 | subset | NDCG@10 |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    for seed, f in rows:
+    for seed, task, f in rows:
         lines.append(
-            f"| {seed} | {f['all'][0]:,} | {f['all'][1]:.4f} | {f['subset'][0]:,} | "
+            f"| {seed} | {task} | {f['all'][0]:,} | {f['all'][1]:.4f} | {f['subset'][0]:,} | "
             f"{f['subset'][1]:.4f} |"
         )
     lines += [
         "",
         f"Runs of `{args.config}` (out `{bench.out}`); expected ties. Command:",
-        f"`python benchmarks/list_subset_effect.py --config {args.config}`.",
+        f"`python benchmarks/list_subset_effect.py --config {args.config} --model '{args.model}' "
+        + " ".join(f"--task {t}" for t in tasks)
+        + "`.",
     ]
     write_results(f"list_subset_effect-{slug(args.model)}", "\n".join(lines) + "\n", {"rows": rows})
 
