@@ -19,6 +19,25 @@ from gensar.families.protocols import Ranker, Servable
 SRC = Path(__file__).resolve().parents[1] / "src" / "gensar"
 
 
+def _bench_file(
+    tmp_path: Path, dataset: Path, name: str, models: list[dict], evaluate: dict | None = None
+) -> Path:
+    """A small benchmark YAML over the tiny dataset (short candidate lists), out ``bench/``."""
+    base: dict = {"candidates": {"n_negatives": 19, "bm25_pool": 29}}
+    if evaluate:
+        base["evaluate"] = evaluate
+    path = tmp_path / "bench.yaml"
+    config = {
+        "name": name,
+        "dataset": {"prepared": str(dataset)},
+        "out": str(tmp_path / "bench"),
+        "base": base,
+        "models": models,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
 def toy():
     registry.register("toy", toy_family)
@@ -42,23 +61,15 @@ def test_a_family_from_the_tests_trains_benchmarks_and_serves(toy, tiny_dataset,
     assert isinstance(toy.load(run / "model"), Servable)
 
     # the benchmark table: the toy beside a baseline, through the one code path
-    bench_file = tmp_path / "bench.yaml"
-    bench_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "toy-bench",
-                "dataset": {"prepared": str(tiny_dataset)},
-                "out": str(tmp_path / "bench"),
-                "base": {
-                    "candidates": {"n_negatives": 19, "bm25_pool": 29},
-                    "evaluate": {"full_catalogue_samples": 20},
-                },
-                "models": [
-                    {"name": "Toy", "family": "toy", "set": {"model.smoothing": 0.5}},
-                    {"name": "Popularity", "family": "popularity"},
-                ],
-            }
-        )
+    bench_file = _bench_file(
+        tmp_path,
+        tiny_dataset,
+        "toy-bench",
+        [
+            {"name": "Toy", "family": "toy", "set": {"model.smoothing": 0.5}},
+            {"name": "Popularity", "family": "popularity"},
+        ],
+        evaluate={"full_catalogue_samples": 20},
     )
     summary = run_benchmark(load_benchmark(bench_file), log=lambda *_: None)
     rows = {(r["model"], r["task"]): r["metrics"] for r in summary["results"]}
@@ -243,24 +254,16 @@ def test_gensr_and_synergen_are_registered_benchmarked_and_served(tiny_dataset, 
     from gensar.benchmark import load_benchmark, run_benchmark
     from gensar.serving import ServeConfig, create_app
 
-    bench_file = tmp_path / "bench.yaml"
-    bench_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "families-bench",
-                "dataset": {"prepared": str(tiny_dataset)},
-                "out": str(tmp_path / "bench"),
-                "base": {
-                    "candidates": {"n_negatives": 19, "bm25_pool": 29},
-                    "evaluate": {"full_catalogue_samples": 10},
-                },
-                "models": [
-                    {"name": "GenSR", "family": "gensr", "set": GENSR_TINY},
-                    {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
-                    {"name": "Popularity", "family": "popularity"},
-                ],
-            }
-        )
+    bench_file = _bench_file(
+        tmp_path,
+        tiny_dataset,
+        "families-bench",
+        [
+            {"name": "GenSR", "family": "gensr", "set": GENSR_TINY},
+            {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
+            {"name": "Popularity", "family": "popularity"},
+        ],
+        evaluate={"full_catalogue_samples": 10},
     )
     summary = run_benchmark(load_benchmark(bench_file), log=lambda *_: None)
     rows = {(r["model"], r["task"]): r for r in summary["results"]}
@@ -305,20 +308,14 @@ def test_train_only_builds_runs_the_full_benchmark_then_reuses(tiny_dataset, tmp
     from gensar.benchmark import load_benchmark, run_benchmark, train_models
     from gensar.errors import ConfigError
 
-    bench_file = tmp_path / "bench.yaml"
-    bench_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "split-bench",
-                "dataset": {"prepared": str(tiny_dataset)},
-                "out": str(tmp_path / "bench"),
-                "base": {"candidates": {"n_negatives": 19, "bm25_pool": 29}},
-                "models": [
-                    {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
-                    {"name": "Popularity", "family": "popularity"},
-                ],
-            }
-        )
+    bench_file = _bench_file(
+        tmp_path,
+        tiny_dataset,
+        "split-bench",
+        [
+            {"name": "SynerGen", "family": "synergen", "set": SYNERGEN_TINY},
+            {"name": "Popularity", "family": "popularity"},
+        ],
     )
     bench = load_benchmark(bench_file)
     with pytest.raises(ConfigError, match="does not list"):
@@ -340,20 +337,14 @@ def test_train_only_of_a_budgeted_model_needs_the_first_one_trained(tiny_dataset
     from gensar.benchmark import load_benchmark, train_models
     from gensar.errors import ConfigError
 
-    bench_file = tmp_path / "bench.yaml"
-    bench_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "budget-bench",
-                "dataset": {"prepared": str(tiny_dataset)},
-                "out": str(tmp_path / "bench"),
-                "base": {"candidates": {"n_negatives": 19, "bm25_pool": 29}},
-                "models": [
-                    {"name": "GenSAR", "family": "gensar"},
-                    {"name": "TIGER", "family": "gensar", "set": {"index.variant": "semantic"}},
-                ],
-            }
-        )
+    bench_file = _bench_file(
+        tmp_path,
+        tiny_dataset,
+        "budget-bench",
+        [
+            {"name": "GenSAR", "family": "gensar"},
+            {"name": "TIGER", "family": "gensar", "set": {"index.variant": "semantic"}},
+        ],
     )
     with pytest.raises(ConfigError, match="GenSAR .seed 0. saw, and that model is not trained"):
         train_models(load_benchmark(bench_file), ["TIGER"], log=lambda *_: None)
@@ -365,23 +356,15 @@ def test_a_benchmark_can_rank_a_stated_subset_of_the_lists(tiny_dataset, tmp_pat
     from gensar.benchmark import load_benchmark, run_benchmark
     from gensar.evaluation.candidates import load_candidates
 
-    bench_file = tmp_path / "bench.yaml"
-    bench_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "subset-bench",
-                "dataset": {"prepared": str(tiny_dataset)},
-                "out": str(tmp_path / "bench"),
-                "base": {
-                    "candidates": {"n_negatives": 19, "bm25_pool": 29},
-                    "evaluate": {"candidate_lists": 7},
-                },
-                "models": [
-                    {"name": "Popularity", "family": "popularity"},
-                    {"name": "BM25", "family": "bm25"},
-                ],
-            }
-        )
+    bench_file = _bench_file(
+        tmp_path,
+        tiny_dataset,
+        "subset-bench",
+        [
+            {"name": "Popularity", "family": "popularity"},
+            {"name": "BM25", "family": "bm25"},
+        ],
+        evaluate={"candidate_lists": 7},
     )
     summary = run_benchmark(load_benchmark(bench_file), log=lambda *_: None)
     text = (tmp_path / "bench" / "results.md").read_text()
