@@ -237,8 +237,8 @@ def _reading_dir(
 
 
 def _lock_file(run_dir: Path) -> Path:
-    """The file beside a run directory while a ``--train-only`` process builds it (its
-    pid); beside, not inside, so the run directory holds only stage outputs."""
+    """The file beside a run directory while a process builds or evaluates it (its pid);
+    beside, not inside, so the run directory holds only stage outputs."""
     return run_dir.parent / f".{run_dir.name}.training-by-pid"
 
 
@@ -255,8 +255,8 @@ def _training_lock(run_dir: Path):
 
 
 def _wait_for_other_trainer(run_dir: Path, log, poll_seconds: float = 20.0) -> None:
-    """Wait while a live ``--train-only`` process builds ``run_dir`` (so the full run
-    reuses its model instead of training the same one a second time)."""
+    """Wait while another live process builds or evaluates ``run_dir`` (so this one
+    reuses its model and results instead of producing them a second time)."""
     from gensar.io import _pid_alive
 
     lock = _lock_file(run_dir)
@@ -269,7 +269,7 @@ def _wait_for_other_trainer(run_dir: Path, log, poll_seconds: float = 20.0) -> N
         if pid == os.getpid() or not _pid_alive(pid):
             return
         if not announced:
-            log(f"[{run_dir.name}] waiting for process {pid} (--train-only) to finish it")
+            log(f"[{run_dir.name}] waiting for process {pid} (--train-only / --only) to finish it")
             announced = True
         time.sleep(poll_seconds)
 
@@ -292,13 +292,8 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
     from gensar.pipeline import build_run, stage_fingerprints
 
     log = log or _logger.info
+    _check_names(bench, names, "--train-only")
     by_name = {m.name: m for m in bench.models}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ConfigError(
-            f"--train-only names models the benchmark does not list: {', '.join(unknown)}",
-            fix=f"use the names of its models: {', '.join(by_name)}",
-        )
     out = Path(bench.out)
     base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
     lists = out / CANDIDATES
@@ -352,15 +347,51 @@ def _budget_of(bench: BenchmarkConfig, seed: int, model: ModelSpec, out: Path) -
     return seen
 
 
-def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
+def _check_names(bench: BenchmarkConfig, names: list[str], option: str) -> None:
+    known = [m.name for m in bench.models]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"{option} names models the benchmark does not list: {', '.join(unknown)}",
+            fix=f"use the names of its models: {', '.join(known)}",
+        )
+
+
+def _busy_elsewhere(run_dir: Path) -> bool:
+    """Whether another live process holds ``run_dir``'s lock (trains or evaluates it)."""
+    from gensar.io import _pid_alive
+
+    lock = _lock_file(run_dir)
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and _pid_alive(pid)
+
+
+def run_benchmark(
+    bench: BenchmarkConfig, *, only: list[str] | None = None, log=None
+) -> dict[str, Any]:
+    """Train (or reuse) and evaluate every model; write the table.
+
+    ``only``: train and evaluate just these models (their results are kept in their
+    run folders) and write no table, so that processes can share a benchmark: the
+    full run skips ahead of a model another process holds, comes back to it at the
+    end of the seed and reads its results. A model's results are reused whenever
+    nothing they depend on changed (:mod:`gensar.evaluation.result_cache`), so an
+    interrupted benchmark resumes where it stopped.
+    """
     log = log or _logger.info
     from gensar.data import load_dataset, schema
     from gensar.data.prepare import PrepareConfig, prepare_dataset
+    from gensar.evaluation import result_cache
     from gensar.evaluation.candidates import build_candidates, load_candidates
     from gensar.evaluation.runner import evaluate_tasks
     from gensar.families.registry import get_family
     from gensar.pipeline import build_run, stage_fingerprints
 
+    if only:
+        _check_names(bench, only, "--only")
     started = time.perf_counter()
     spec = bench.dataset
     if not (spec.prepared / "manifest.json").is_file():
@@ -382,6 +413,7 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     build_candidates(spec.prepared, out, base_config.candidates)
     split, lists = base_config.evaluate.split, base_config.evaluate.candidate_lists
     sets = {task: load_candidates(out, task, split).subset(lists) for task in schema.TASKS}
+    lists_key = result_cache.lists_digest(sets)
     full_samples = base_config.evaluate.full_catalogue_samples
 
     ties = base_config.evaluate.ties
@@ -394,51 +426,99 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     for seed in seeds:
         seed_dir = out / f"seed-{seed}"
         donors: list[Path] = []  # runs of this seed that built shared stages
-        results = []
-        budget: int | None = None  # examples the first budgeted model of this seed saw
-        for model in bench.models:
-            if seed not in (model.seeds or bench.seeds):
-                continue
-            t0 = time.perf_counter()
+        by_model: dict[str, list] = {}
+        queue = [
+            m
+            for m in bench.models
+            if seed in (m.seeds or bench.seeds) and (not only or m.name in only)
+        ]
+        deferred: set[str] = set()
+        while queue:
+            model = queue.pop(0)
             run_dir = seed_dir / slug(model.name)
             family = get_family(model.family)
+            if model.name not in deferred and queue and _busy_elsewhere(run_dir):
+                log(f"[{run_dir.name}] another process holds it; back to it at the end")
+                deferred.add(model.name)
+                queue.append(model)
+                continue
+            _wait_for_other_trainer(run_dir, log)
             config = run_config_for(bench, model, seed, run_dir)
-            if bench.equal_budget and budget is not None:
-                config = family.with_budget(config, budget)
-            stages = family.stages(config)
-            if stages or family.trains:
-                fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
-                _wait_for_other_trainer(run_dir, log)
-                _adopt(donors, run_dir, fps, log, stages)
-                log(f"== {model.name} (seed {seed}) ==")
-                build_run(config, log=log)
-                donors.append(run_dir)
-                fit_dir = run_dir
-            else:
-                fit_dir = _reading_dir(family.reads, donors, all_donors, seed_dir)
-            seen = family.examples_seen(run_dir)
-            if family.budgeted or seen is not None:
-                examples.setdefault(model.name, {})[seed] = seen
-            if family.budgeted and budget is None:
-                budget = seen
-            spent = family.training_seconds(run_dir)
-            if spent is not None:
-                train_seconds.setdefault(model.name, {})[seed] = spent
-            ranker = family.ranker(run_dir, config, model.name)
-            exact = (
-                family.ranker(run_dir, family.exact_variant(config), model.name)
-                if model.exact_too
-                else None
-            )
-            ranker.fit(dataset, fit_dir)
-            if exact is not None:
-                exact.fit(dataset, fit_dir)
-            results += evaluate_tasks(
-                ranker, dataset, sets, full_samples=full_samples, ties=ties, exact=exact, log=log
-            )
+            if bench.equal_budget and family.budgeted:
+                try:
+                    budget = _budget_of(bench, seed, model, out)
+                except ConfigError:  # the first budgeted model is not trained yet
+                    if model.name in deferred or not queue:
+                        raise
+                    deferred.add(model.name)
+                    queue.append(model)
+                    continue
+                if budget is not None:
+                    config = family.with_budget(config, budget)
+            t0 = time.perf_counter()
+            with _training_lock(run_dir):
+                stages = family.stages(config)
+                if stages or family.trains:
+                    siblings = sorted(d for d in seed_dir.glob("*") if d.is_dir() and d != run_dir)
+                    fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
+                    _adopt(donors + siblings, run_dir, fps, log, stages)
+                    log(f"== {model.name} (seed {seed}) ==")
+                    build_run(config, log=log)
+                    donors.append(run_dir)
+                    fit_dir = run_dir
+                else:
+                    fit_dir = _reading_dir(family.reads, donors, all_donors, seed_dir)
+                seen = family.examples_seen(run_dir)
+                if family.budgeted or seen is not None:
+                    examples.setdefault(model.name, {})[seed] = seen
+                spent = family.training_seconds(run_dir)
+                if spent is not None:
+                    train_seconds.setdefault(model.name, {})[seed] = spent
+                settings = {
+                    "ties": ties,
+                    "full_samples": full_samples,
+                    "exact_too": model.exact_too,
+                    "model": config.model.model_dump(mode="json"),
+                    "evaluate": config.evaluate.model_dump(mode="json"),
+                }
+                cached = result_cache.cache_file(
+                    run_dir,
+                    result_cache.cache_key(
+                        model_name=model.name,
+                        seed=seed,
+                        run_dir=run_dir,
+                        fit_dir=fit_dir,
+                        reads=family.reads,
+                        lists=lists_key,
+                        settings=settings,
+                    ),
+                )
+                results = result_cache.load_results(cached)
+                if results is not None:
+                    log(f"[{model.name} (seed {seed})] results reused from {cached}")
+                else:
+                    results = _evaluate(
+                        family,
+                        model,
+                        config,
+                        run_dir,
+                        fit_dir,
+                        dataset,
+                        sets,
+                        full_samples,
+                        ties,
+                        log,
+                        evaluate_tasks,
+                    )
+                    result_cache.save_results(cached, results)
+            by_model[model.name] = results
             timings[f"{model.name} (seed {seed})"] = round(time.perf_counter() - t0, 1)
         all_donors += donors
-        per_seed[seed] = results
+        # the table's columns keep the YAML's order, whatever order the models ran in
+        per_seed[seed] = [r for m in bench.models for r in by_model.get(m.name, [])]
+    if only:
+        log(f"--only: {', '.join(only)} trained and evaluated; the full run reads their results")
+        return {"only": only, "timings_seconds": timings}
     summary = write_benchmark(
         bench,
         per_seed,
@@ -451,6 +531,24 @@ def run_benchmark(bench: BenchmarkConfig, *, log=None) -> dict[str, Any]:
     )
     log((out / "results.md").read_text())
     return summary
+
+
+def _evaluate(
+    family, model, config, run_dir, fit_dir, dataset, sets, full_samples, ties, log, evaluate_tasks
+) -> list:
+    """One model's ranker (and exact variant) fitted and evaluated on every task's lists."""
+    ranker = family.ranker(run_dir, config, model.name)
+    exact = (
+        family.ranker(run_dir, family.exact_variant(config), model.name)
+        if model.exact_too
+        else None
+    )
+    ranker.fit(dataset, fit_dir)
+    if exact is not None:
+        exact.fit(dataset, fit_dir)
+    return evaluate_tasks(
+        ranker, dataset, sets, full_samples=full_samples, ties=ties, exact=exact, log=log
+    )
 
 
 def _lists_note(bench: BenchmarkConfig) -> str:

@@ -269,6 +269,15 @@ def benchmark(
             "reuses them (same settings, same folders). No evaluation, no table.",
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Train and evaluate only these models (by name; repeatable) and keep their "
+            "results in their run folders; no table. A full run of the same YAML, beside it "
+            "or later, reads those results instead of ranking the lists again.",
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate every model a benchmark YAML lists; write results.md/json and tradeoff.png."""
     from gensar.benchmark import load_benchmark, run_benchmark, train_models
@@ -281,7 +290,7 @@ def benchmark(
         return
     check_output_dir(bench.out, "benchmark", overwrite=overwrite)
     with allow_overwrite(overwrite):
-        run_benchmark(bench)
+        run_benchmark(bench, only=only)
 
 
 @app.command()
