@@ -314,6 +314,7 @@ def train_gensar(
         "stopped_early": result.stopped_early,
         "train_seconds": result.seconds,
         "examples_per_second": result.examples_per_second,
+        "validation_seconds": result.validation_seconds,
         "examples_seen": result.examples_seen,
         "validation_history": result.history,
     }

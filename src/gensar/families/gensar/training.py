@@ -79,10 +79,26 @@ class TrainConfig(Section):
         description="How validation ranks the candidate lists (see model.candidate_ranking).",
     )
     patience: int = Field(
-        3, ge=1, description="Epochs without a better validation score before stopping."
+        3,
+        ge=1,
+        description="Validations without a better score before stopping (one per epoch, "
+        "or one per train.eval_every examples).",
+    )
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        description="Validate every this many training examples (and at the end) instead "
+        "of at each epoch end: a curve with more points in a short run, fewer validations "
+        "in a long one. Validation time is not counted in the examples/s figure.",
     )
     length_bucketing: bool = Field(
         True, description="Batch examples of similar length so little padding is computed."
+    )
+    bucket_by: Literal["total", "target"] = Field(
+        "total",
+        description="What length buckets sort by: 'total' (input + target tokens) or "
+        "'target' (target tokens first, then input): with 'target' the ~19-token ID2Desc "
+        "targets are not batched with 6-token identifier targets, so the decoder pads less.",
     )
     log_every: int = Field(50, ge=1)
     threads: int | None = Field(
@@ -98,19 +114,29 @@ class TrainResult:
     epochs_run: float
     stopped_early: bool
     seconds: float
-    examples_per_second: float
+    examples_per_second: float  #: training examples per second, validation time excluded
     history: list[dict[str, Any]]
     interrupted: bool = False
     examples_seen: int | None = None  #: training examples over every step (None: unknown)
+    validation_seconds: float = 0.0  #: of ``seconds``, spent validating
 
 
 def make_batches(
-    examples: Sequence[Example], batch_size: int, *, seed: int, epoch: int, bucketing: bool
+    examples: Sequence[Example],
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    bucketing: bool,
+    bucket_by: str = "total",
 ) -> list[list[int]]:
     """Indices of each batch of one epoch: shuffled, or length-bucketed then shuffled.
 
     Bucketing sorts shuffled examples by length inside windows of 50 batches and
     then shuffles the batches, so padding is small but the order stays random.
+    ``bucket_by="target"`` sorts by target length first (then input length), so
+    examples with long targets are batched together and short-target batches
+    are not padded to a long target.
     """
     rng = random.Random(seed * 7_919 + epoch)
     order = list(range(len(examples)))
@@ -121,14 +147,18 @@ def make_batches(
         order = [
             i
             for chunk in chunks
-            for i in sorted(
-                chunk, key=lambda j: len(examples[j].input_ids) + len(examples[j].labels)
-            )
+            for i in sorted(chunk, key=lambda j: _length_key(examples[j], bucket_by))
         ]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if bucketing:
         rng.shuffle(batches)
     return batches
+
+
+def _length_key(example: Example, bucket_by: str) -> tuple[int, int]:
+    if bucket_by == "target":
+        return (len(example.labels), len(example.input_ids))
+    return (len(example.input_ids) + len(example.labels), 0)
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -214,6 +244,8 @@ def train(
         "stopped_early": False,
         "train_seconds": 0.0,
         "examples_seen": 0,
+        "validations": 0,
+        "valid_seconds": 0.0,
     }
     checkpoints = work_dir / "checkpoints"
     remove_stale_temporaries(work_dir)  # what a killed run left half-written
@@ -258,10 +290,55 @@ def train(
     started = time.perf_counter()
     seen_examples = 0  # in this process: the rate excludes the seconds of a run before --resume
     seconds_before = state["train_seconds"]
+    valid_before = state.get("valid_seconds", 0.0)
 
     def rate() -> float:
+        """Training examples per second in this process, validation time excluded."""
         seconds = state["train_seconds"] - seconds_before + time.perf_counter() - started
+        seconds -= state.get("valid_seconds", 0.0) - valid_before
         return seen_examples / max(1e-9, seconds)
+
+    def run_validation(epoch: float) -> None:
+        """Validate, keep the best model, count a validation without improvement."""
+        t0 = time.perf_counter()
+        model.eval()
+        if accelerator.is_main_process:
+            metrics = validate(accelerator.unwrap_model(model))
+            score = metrics[score_key]
+            improved = state["best_score"] is None or score > state["best_score"]
+            if improved:
+                state["best_score"], state["best_step"], state["bad_epochs"] = (
+                    score,
+                    state["step"],
+                    0,
+                )
+                save_best(accelerator.unwrap_model(model))
+            else:
+                state["bad_epochs"] += 1
+            state["validations"] = state.get("validations", 0) + 1
+            entry = {"epoch": round(epoch, 4), "step": state["step"], **metrics}
+            state["history"].append(entry)
+            log.log(
+                kind="valid",
+                validation=state["validations"],
+                examples_seen=state["examples_seen"],
+                improved=improved,
+                **entry,
+            )
+            bar.write(
+                f"epoch {epoch:g}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                + (" (best)" if improved else "")
+            )
+            if state["bad_epochs"] >= config.patience:
+                state["stopped_early"] = True
+        model.train()
+        state["valid_seconds"] = state.get("valid_seconds", 0.0) + time.perf_counter() - t0
+
+    def validation_due() -> bool:
+        """With eval_every: whether the examples seen crossed the next validation mark."""
+        every = config.eval_every
+        return every is not None and state["examples_seen"] // every > state.get("eval_mark", 0)
 
     running_loss, running_n = 0.0, 0
     n_epochs = math.ceil(epochs)
@@ -274,6 +351,7 @@ def train(
             seed=config.seed,
             epoch=epoch,
             bucketing=config.length_bucketing,
+            bucket_by=config.bucket_by,
         )
         shard = batches[accelerator.process_index :: accelerator.num_processes]
         model.train()
@@ -322,41 +400,28 @@ def train(
                 if accelerator.is_main_process:
                     log.log(kind="train", elapsed=round(elapsed, 1), **record)
                 running_loss, running_n = 0.0, 0
-            if state["step"] % config.checkpoint_every == 0:
+            periodic = validation_due()
+            if periodic:
+                state["eval_mark"] = state["examples_seen"] // config.eval_every
+                run_validation(epoch + position / max(1, len(shard)))
+            if periodic or state["step"] % config.checkpoint_every == 0:
                 state["train_seconds"] += time.perf_counter() - started
                 started = time.perf_counter()
                 checkpoint()
+            if state["stopped_early"]:
+                break
             if stop_after_steps is not None and state["step"] >= stop_after_steps:
                 bar.close()
                 return _result(state, rate(), started)
         # end of an epoch (or of the step budget): validate, select, maybe stop
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
-        model.eval()
-        if accelerator.is_main_process:
-            metrics = validate(accelerator.unwrap_model(model))
-            score = metrics[score_key]
-            improved = state["best_score"] is None or score > state["best_score"]
-            if improved:
-                state["best_score"], state["best_step"], state["bad_epochs"] = (
-                    score,
-                    state["step"],
-                    0,
-                )
-                save_best(accelerator.unwrap_model(model))
-            else:
-                state["bad_epochs"] += 1
-            state["history"].append({"epoch": state["epoch"], "step": state["step"], **metrics})
-            log.log(
-                kind="valid", epoch=state["epoch"], step=state["step"], improved=improved, **metrics
-            )
-            bar.write(
-                f"epoch {state['epoch']}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                + (" (best)" if improved else "")
-            )
-            if state["bad_epochs"] >= config.patience:
-                state["stopped_early"] = True
+        if config.eval_every is None:
+            run_validation(state["epoch"])
+        elif state["step"] >= total_steps and not state["stopped_early"]:
+            last = state["history"][-1]["step"] if state["history"] else None
+            if last != state["step"]:  # the end of training, unless just validated
+                run_validation(epoch + position / max(1, len(shard)))
         state["train_seconds"] += time.perf_counter() - started
         started = time.perf_counter()
         checkpoint()
@@ -393,12 +458,15 @@ def drop_logged_after(log: MetricsLog, state: dict[str, Any]) -> int:
     for line in lines:
         with contextlib.suppress(json.JSONDecodeError):  # a line torn by the kill is dropped
             records.append(json.loads(line))
-    kept = [
-        r
-        for r in records
-        if (r.get("kind") == "valid" and r.get("epoch", 0) <= state["epoch"])
-        or (r.get("kind") != "valid" and r.get("step", 0) <= state["step"])
-    ]
+
+    def before_checkpoint(r: dict[str, Any]) -> bool:
+        if r.get("kind") != "valid":
+            return r.get("step", 0) <= state["step"]
+        if "validation" in r:  # numbered validations (any schedule)
+            return r["validation"] <= state.get("validations", 0)
+        return r.get("epoch", 0) <= state["epoch"]  # older logs: one per epoch
+
+    kept = [r for r in records if before_checkpoint(r)]
     if len(kept) != len([line for line in lines if line.strip()]):
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write_bytes(log.path, text.encode("utf-8"))
@@ -417,6 +485,7 @@ def _result(state: dict[str, Any], examples_per_second: float, started: float) -
         examples_per_second=round(examples_per_second, 2),
         history=state["history"],
         examples_seen=state.get("examples_seen"),
+        validation_seconds=round(state.get("valid_seconds", 0.0), 2),
     )
 
 
