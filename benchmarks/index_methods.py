@@ -124,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-samples", type=int, default=500)
     parser.add_argument("--work", type=Path, default=Path("runs/index-methods"))
     parser.add_argument("--set", dest="train_overrides", action="append", default=[])
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="row name suffix, 'method (tag)': keeps a run with --set training overrides "
+        "apart from the method's own row",
+    )
     args = parser.parse_args(argv)
     if not (args.run / "embeddings").is_dir():
         print(f"error: no embeddings/ in {args.run}; run `gensar embed` first", file=sys.stderr)
@@ -135,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         else {}
     )
     rows: dict[str, Any] = results.get("methods", {})
-    for name in args.methods:
-        work = args.work / name
+    for method in args.methods:
+        name = f"{method} ({args.tag})" if args.tag else method
+        work = args.work / name.replace(" ", "_").replace("(", "").replace(")", "")
         print(f"== {name}: identifiers", flush=True)
-        row = index_row(args.dataset, args.run, work, METHODS[name])
+        row = index_row(args.dataset, args.run, work, METHODS[method])
         row["machine"] = machine()
         if args.train_epochs > 0:
             from learning_speed import short_training
@@ -171,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         elif name in rows and "downstream" in rows[name]:
             row["downstream"] = rows[name]["downstream"]  # identifiers unchanged by settings
+        if OUT.with_suffix(".json").exists():  # rows another process wrote meanwhile
+            rows = {**rows, **json.loads(OUT.with_suffix(".json").read_text())["methods"]}
         rows[name] = row
         results = {"dataset": str(args.dataset), "embeddings": str(args.run), "methods": rows}
         OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -297,9 +297,12 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
     out = Path(bench.out)
     base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
     lists = out / CANDIDATES
-    if not lists.is_dir():
-        check_output_dir(out, "benchmark")
-        build_candidates(bench.dataset.prepared, out, base_config.candidates)
+    from gensar.pipeline import _main_process_first
+
+    with _main_process_first():  # under `accelerate launch`: built once, by the main process
+        if not lists.is_dir():
+            check_output_dir(out, "benchmark")
+            build_candidates(bench.dataset.prepared, out, base_config.candidates)
     dataset = load_dataset(bench.dataset.prepared)  # a clear error when it is not prepared
     built = []
     for name in names:

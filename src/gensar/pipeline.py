@@ -92,6 +92,13 @@ def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
     return fps
 
 
+def _main_process_first():
+    """accelerate's main-process-first context (a no-op in a single process)."""
+    from accelerate import PartialState
+
+    return PartialState().main_process_first()
+
+
 def build_run(
     config: RunConfig,
     *,
@@ -113,7 +120,6 @@ def build_run(
     run_dir = Path(config.run_dir)
     dataset = load_dataset(config.dataset)
     fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
-    record = StageRecord(run_dir)
     layout = RunLayout(run_dir, config.candidates_dir)
     candidates_dir = layout.candidates_dir
     family = config.family
@@ -136,15 +142,19 @@ def build_run(
             lambda: build_candidates(config.dataset, candidates_dir, config.candidates),
         ),
     }
-    for stage in SHARED_STAGES:
-        if stage in needed and (only is None or stage in only):
-            output, build = builds[stage]
-            run_stage(record, stage, fps[stage], output, build, log)
+    # under `accelerate launch` every process runs this: the main one builds the shared
+    # stages first, the others then find them up to date (a single process just builds)
+    with _main_process_first():
+        for stage in SHARED_STAGES:
+            if stage in needed and (only is None or stage in only):
+                output, build = builds[stage]
+                record = StageRecord(run_dir)  # what the main process recorded meanwhile
+                run_stage(record, stage, fps[stage], output, build, log)
     if only is not None:
         return fps
     if family.trains:
         run_stage(
-            record,
+            StageRecord(run_dir),
             "train",
             fps["train"],
             layout.root / family.model_dir_name,
