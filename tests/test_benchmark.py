@@ -65,6 +65,12 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
                 "kind": "gensar",
                 "set": {"tasks.counts.nsip": 0, "tasks.counts.nsqp": 0},
             },
+            {
+                "name": "GenSAR (long)",
+                "kind": "gensar",
+                "own_budget": True,
+                "set": {"train.epochs": 2},
+            },
             {"name": "SASRec", "kind": "sasrec", "seeds": [0, 1]},
             {"name": "BM25", "kind": "bm25", "seeds": [0, 1]},
             {"name": "Popularity", "kind": "popularity"},
@@ -108,6 +114,9 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     joint, single = seen["GenSAR"]["0"], seen["GenSAR (rec only)"]["0"]
     assert joint and single and abs(single - joint) <= 2 * base["train"].get("batch_size", 64)
     assert "| training examples seen |" in markdown
+    # own_budget: a long run keeps its own settings (2 epochs), the others are not bound to it
+    assert abs(seen["GenSAR (long)"]["0"] - 2 * joint) <= 2 * base["train"].get("batch_size", 64)
+    assert "Except GenSAR (long): its own budget" in markdown
     # the variant reused the first run's embeddings and identifiers instead of rebuilding them
     assert "[index] reused from gensar" in capsys.readouterr().out
     # every model received byte-identical candidate lists for each task

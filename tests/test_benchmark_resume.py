@@ -144,3 +144,25 @@ def test_the_full_run_skips_ahead_of_a_model_another_process_holds(
     assert evaluations == ["Popularity", "Toy"]
     assert any("another process holds it" in line for line in lines)
     assert [r["model"] for r in summary["results"]][:2] == ["Toy", "Toy"]
+
+
+def test_benchmark_resume_reaches_the_families_training(toy, tiny_dataset, tmp_path, monkeypatch):
+    """`gensar benchmark CONFIG --resume`: an interrupted training continues from its
+    checkpoint (the flag reaches the family's train, which GenSAR and SynerGen honour)."""
+    from gensar import pipeline
+    from gensar.cli import main
+
+    calls: list[bool] = []
+    real = pipeline.build_run
+
+    def spy(config, **kwargs):
+        calls.append(kwargs.get("resume", False))
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(pipeline, "build_run", spy)
+    bench_file = _bench_file(tmp_path, tiny_dataset, "resume-flag", _models())
+    for extra, expected in (([], False), (["--resume"], True)):
+        with pytest.raises(SystemExit) as done:
+            main(["benchmark", str(bench_file), "--overwrite", *extra])
+        assert done.value.code in (0, None)
+        assert calls[-1] is expected

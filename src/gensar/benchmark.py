@@ -79,6 +79,11 @@ class ModelSpec(Section):
         "beam pruning; families with an exact variant) and report it beside the beam figure "
         "(rows exact/...).",
     )
+    own_budget: bool = Field(
+        False,
+        description="Train on this model's own settings (train.epochs / train.examples) even "
+        "under equal_budget, e.g. GenSAR's long CPU run; the table states its examples.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -274,7 +279,9 @@ def _wait_for_other_trainer(run_dir: Path, log, poll_seconds: float = 20.0) -> N
         time.sleep(poll_seconds)
 
 
-def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[Path]:
+def train_models(
+    bench: BenchmarkConfig, names: list[str], *, resume: bool = False, log=None
+) -> list[Path]:
     """Build the runs of the named models (every seed) exactly as :func:`run_benchmark`
     would, without evaluating them: a second process trains them while the full run
     works through the other models, and the full run then finds them up to date.
@@ -311,7 +318,7 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
         for seed in model.seeds or bench.seeds:
             run_dir = out / f"seed-{seed}" / slug(model.name)
             config = run_config_for(bench, model, seed, run_dir)
-            if bench.equal_budget and family.budgeted:
+            if bench.equal_budget and family.budgeted and not model.own_budget:
                 budget = _budget_of(bench, seed, model, out)
                 if budget is not None:
                     config = family.with_budget(config, budget)
@@ -324,7 +331,7 @@ def train_models(bench: BenchmarkConfig, names: list[str], *, log=None) -> list[
                 _adopt(donors, run_dir, fps, log, stages)
                 log(f"== {model.name} (seed {seed}), training only ==")
                 with _training_lock(run_dir):
-                    build_run(config, log=log)
+                    build_run(config, log=log, resume=resume)
                 built.append(run_dir)
     return built
 
@@ -336,7 +343,11 @@ def _budget_of(bench: BenchmarkConfig, seed: int, model: ModelSpec, out: Path) -
     from gensar.families.registry import get_family
 
     for first in bench.models:
-        if seed in (first.seeds or bench.seeds) and get_family(first.family).budgeted:
+        if (
+            seed in (first.seeds or bench.seeds)
+            and get_family(first.family).budgeted
+            and not first.own_budget
+        ):
             break
     if first.name == model.name:
         return None
@@ -373,7 +384,7 @@ def _busy_elsewhere(run_dir: Path) -> bool:
 
 
 def run_benchmark(
-    bench: BenchmarkConfig, *, only: list[str] | None = None, log=None
+    bench: BenchmarkConfig, *, only: list[str] | None = None, resume: bool = False, log=None
 ) -> dict[str, Any]:
     """Train (or reuse) and evaluate every model; write the table.
 
@@ -382,7 +393,8 @@ def run_benchmark(
     full run skips ahead of a model another process holds, comes back to it at the
     end of the seed and reads its results. A model's results are reused whenever
     nothing they depend on changed (:mod:`gensar.evaluation.result_cache`), so an
-    interrupted benchmark resumes where it stopped.
+    interrupted benchmark resumes where it stopped. ``resume``: a model whose training
+    was interrupted continues from its latest checkpoint instead of starting again.
     """
     log = log or _logger.info
     from gensar.data import load_dataset, schema
@@ -447,7 +459,7 @@ def run_benchmark(
                 continue
             _wait_for_other_trainer(run_dir, log)
             config = run_config_for(bench, model, seed, run_dir)
-            if bench.equal_budget and family.budgeted:
+            if bench.equal_budget and family.budgeted and not model.own_budget:
                 try:
                     budget = _budget_of(bench, seed, model, out)
                 except ConfigError:  # the first budgeted model is not trained yet
@@ -466,7 +478,7 @@ def run_benchmark(
                     fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
                     _adopt(donors + siblings, run_dir, fps, log, stages)
                     log(f"== {model.name} (seed {seed}) ==")
-                    build_run(config, log=log)
+                    build_run(config, log=log, resume=resume)
                     donors.append(run_dir)
                     fit_dir = run_dir
                 else:
@@ -637,6 +649,9 @@ def write_benchmark(
             f"{budgeted}-family rows trained on the same number of examples as the first "
             "(equal budget, `train.examples`), not the same number of epochs."
         )
+        own = [m.name for m in bench.models if m.own_budget]
+        if own:
+            budget += f" Except {', '.join(own)}: its own budget (`own_budget`)."
     else:
         budget = f"{budgeted}-family rows trained for the same number of epochs."
     notes = " ".join(f.benchmark_note for f in families if f.benchmark_note)

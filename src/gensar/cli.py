@@ -269,6 +269,14 @@ def benchmark(
             "reuses them (same settings, same folders). No evaluation, no table.",
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="A model whose training was interrupted continues from its latest "
+            "checkpoint (GenSAR, SynerGen) instead of starting again.",
+        ),
+    ] = False,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -286,11 +294,11 @@ def benchmark(
     bench = load_benchmark(config, set_)
     if train_only:
         with allow_overwrite(overwrite):
-            train_models(bench, train_only)
+            train_models(bench, train_only, resume=resume)
         return
     check_output_dir(bench.out, "benchmark", overwrite=overwrite)
     with allow_overwrite(overwrite):
-        run_benchmark(bench, only=only)
+        run_benchmark(bench, only=only, resume=resume)
 
 
 @app.command()

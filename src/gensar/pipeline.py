@@ -105,10 +105,12 @@ def build_run(
     log=None,
     candidates_dir: Path | None = None,
     only: tuple[str, ...] | None = None,
+    resume: bool = False,
 ) -> dict[str, str]:
     """The shared stages the run's family reads (embeddings, identifiers, candidate
     lists), then the family's model, reusing what is built. ``only``: just those shared
-    stages (e.g. ``gensar train`` builds the candidate lists, and nothing else, itself)."""
+    stages (e.g. ``gensar train`` builds the candidate lists, and nothing else, itself).
+    ``resume``: a family's training continues from its latest checkpoint."""
     log = log or _logger.info
     from gensar.embed.collab import train_collaborative
     from gensar.embed.semantic import embed_items
@@ -158,7 +160,7 @@ def build_run(
             "train",
             fps["train"],
             layout.root / family.model_dir_name,
-            lambda: family.train(config.dataset, run_dir, config, log=log),
+            lambda: family.train(config.dataset, run_dir, config, log=log, resume=resume),
             log,
         )
     return fps
