@@ -7,14 +7,16 @@ BIN := $(VENV)/bin
 # The CPU wheel pinned here matches the machines this project is developed on;
 # users with a GPU can run e.g. `make setup TORCH="torch"` to keep their CUDA build.
 TORCH ?= torch==2.13.0
+# The library versions the committed results were produced with (see constraints.txt).
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: setup browser quickstart test lint format benchmark clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -52,7 +52,6 @@ METHODS: dict[str, list[str]] = {
     "rqkmeans": ["method=rqkmeans"],
     "rqkmeans-balanced": ["method=rqkmeans", "balanced=true"],
 }
-OUT = RESULTS / "index_methods"
 
 
 def index_row(dataset: Path, base: Path, work: Path, overrides: list[str]) -> dict[str, Any]:
@@ -130,14 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         help="row name suffix, 'method (tag)': keeps a run with --set training overrides "
         "apart from the method's own row",
     )
+    parser.add_argument(
+        "--results",
+        default="index_methods",
+        help="results file name under benchmarks/results/ (a comparison on other embeddings "
+        "goes to a file of its own)",
+    )
     args = parser.parse_args(argv)
+    out = RESULTS / args.results
     if not (args.run / "embeddings").is_dir():
         print(f"error: no embeddings/ in {args.run}; run `gensar embed` first", file=sys.stderr)
         return 2
 
     results = (
-        json.loads(OUT.with_suffix(".json").read_text())
-        if OUT.with_suffix(".json").exists()
+        json.loads(out.with_suffix(".json").read_text())
+        if out.with_suffix(".json").exists()
         else {}
     )
     rows: dict[str, Any] = results.get("methods", {})
@@ -178,13 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             }
         elif name in rows and "downstream" in rows[name]:
             row["downstream"] = rows[name]["downstream"]  # identifiers unchanged by settings
-        if OUT.with_suffix(".json").exists():  # rows another process wrote meanwhile
-            rows = {**rows, **json.loads(OUT.with_suffix(".json").read_text())["methods"]}
+        if out.with_suffix(".json").exists():  # rows another process wrote meanwhile
+            rows = {**rows, **json.loads(out.with_suffix(".json").read_text())["methods"]}
         rows[name] = row
         results = {"dataset": str(args.dataset), "embeddings": str(args.run), "methods": rows}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-        OUT.with_suffix(".md").write_text(render(results) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+        out.with_suffix(".md").write_text(render(results) + "\n")
     print(render(results))
     return 0
 
