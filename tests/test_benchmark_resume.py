@@ -166,3 +166,17 @@ def test_benchmark_resume_reaches_the_families_training(toy, tiny_dataset, tmp_p
             main(["benchmark", str(bench_file), "--overwrite", *extra])
         assert done.value.code in (0, None)
         assert calls[-1] is expected
+
+
+def test_skip_leaves_a_model_out_and_the_header_says_so(toy, tiny_dataset, tmp_path, evaluations):
+    from gensar.benchmark import load_benchmark, run_benchmark
+
+    bench = load_benchmark(_bench_file(tmp_path, tiny_dataset, "skip-bench", _models()))
+    summary = run_benchmark(bench, skip=["Toy"], log=lambda *_: None)
+    assert evaluations == ["Popularity"]
+    assert {r["model"] for r in summary["results"]} == {"Popularity"}
+    text = (tmp_path / "bench" / "results.md").read_text()
+    assert "Not in this table: Toy (left out of this run with `--skip`)." in text
+    run_benchmark(bench, log=lambda *_: None)  # Popularity's results are read back
+    text = (tmp_path / "bench" / "results.md").read_text()
+    assert "Popularity (seed 0): 0.0 min (its kept results read" in text

@@ -114,3 +114,24 @@ def test_target_buckets_do_not_batch_long_targets_with_short_ones():
     assert mixing(mixed) > 0
     assert mixing(apart) == 0
     assert sorted(i for b in apart for i in b) == list(range(256))  # every example once
+
+
+def test_an_added_option_at_its_default_keeps_trained_runs_up_to_date(tiny_dataset, tmp_path):
+    """eval_every and bucket_by were added after runs were trained: left at their defaults
+    they are not hashed, so those runs stay up to date; set, they change the fingerprint."""
+    from gensar.config import fingerprint_view
+    from gensar.pipeline import stage_fingerprints
+
+    from conftest import tiny_run_config
+
+    plain = tiny_run_config(tiny_dataset, tmp_path)
+    view = fingerprint_view(plain.model)
+    assert "eval_every" not in view["train"] and "bucket_by" not in view["train"]
+    assert view["train"]["lr"] == plain.model.train.lr  # every other setting is hashed
+    base = stage_fingerprints(plain, "h")["train"]
+    for setting in ("train.eval_every=100", "train.bucket_by=target"):
+        key, value = setting.split("=")
+        changed = tiny_run_config(tiny_dataset, tmp_path, **{key: value})
+        assert stage_fingerprints(changed, "h")["train"] != base, setting
+    lr = tiny_run_config(tiny_dataset, tmp_path, **{"train.lr": 0.001})
+    assert stage_fingerprints(lr, "h")["train"] != base

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from gensar.config import Section, apply_overrides, read_yaml, validate
+from gensar.config import Section, apply_overrides, fingerprint_view, read_yaml, validate
 from gensar.errors import ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -384,7 +384,12 @@ def _busy_elsewhere(run_dir: Path) -> bool:
 
 
 def run_benchmark(
-    bench: BenchmarkConfig, *, only: list[str] | None = None, resume: bool = False, log=None
+    bench: BenchmarkConfig,
+    *,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    resume: bool = False,
+    log=None,
 ) -> dict[str, Any]:
     """Train (or reuse) and evaluate every model; write the table.
 
@@ -407,6 +412,9 @@ def run_benchmark(
 
     if only:
         _check_names(bench, only, "--only")
+    if skip:
+        _check_names(bench, skip, "--skip")
+        bench = bench.model_copy(update={"models": [m for m in bench.models if m.name not in skip]})
     started = time.perf_counter()
     spec = bench.dataset
     if not (spec.prepared / "manifest.json").is_file():
@@ -434,6 +442,7 @@ def run_benchmark(
     ties = base_config.evaluate.ties
     per_seed: dict[int, list] = {}
     timings: dict[str, float] = {}
+    reused: set[str] = set()  # models whose results an earlier run or another process kept
     examples: dict[str, dict[int, int | None]] = {}
     train_seconds: dict[str, dict[int, float]] = {}  # from the model cards (a reused model too)
     all_donors: list[Path] = []
@@ -493,8 +502,8 @@ def run_benchmark(
                     "ties": ties,
                     "full_samples": full_samples,
                     "exact_too": model.exact_too,
-                    "model": config.model.model_dump(mode="json"),
-                    "evaluate": config.evaluate.model_dump(mode="json"),
+                    "model": fingerprint_view(config.model),
+                    "evaluate": fingerprint_view(config.evaluate),
                 }
                 cached = result_cache.cache_file(
                     run_dir,
@@ -511,6 +520,7 @@ def run_benchmark(
                 results = result_cache.load_results(cached)
                 if results is not None:
                     log(f"[{model.name} (seed {seed})] results reused from {cached}")
+                    reused.add(f"{model.name} (seed {seed})")
                 else:
                     results = _evaluate(
                         family,
@@ -543,6 +553,8 @@ def run_benchmark(
         examples=examples,
         ties=ties,
         train_seconds=train_seconds,
+        skipped=skip or [],
+        reused=reused,
     )
     log((out / "results.md").read_text())
     return summary
@@ -589,6 +601,8 @@ def write_benchmark(
     examples: dict[str, dict[int, int | None]] | None = None,
     ties: str = "expected",
     train_seconds: dict[str, dict[int, float]] | None = None,
+    skipped: list[str] | None = None,
+    reused: set[str] | None = None,
 ) -> dict[str, Any]:
     """results.json (per seed, mean and std), results.md and tradeoff.png.
 
@@ -670,6 +684,11 @@ def write_benchmark(
         f"Total time: {seconds / 60:.1f} min.",
         "",
     ]
+    if skipped:
+        header += [
+            f"Not in this table: {', '.join(skipped)} (left out of this run with `--skip`).",
+            "",
+        ]
     subject = bench.claim_model if bench.claim_model is not None else bench.models[0].name
     claim = _claim(merged, subject or None, bench.claim_targets)
     text = (
@@ -678,7 +697,15 @@ def write_benchmark(
         + "\n"
         + claim
         + "\n## Time per model (train + evaluate)\n\n"
-        + "\n".join(f"- {k}: {v / 60:.1f} min" for k, v in timings.items())
+        + "\n".join(
+            f"- {k}: {v / 60:.1f} min"
+            + (
+                " (its kept results read: ranked by an earlier run or another process)"
+                if k in (reused or set())
+                else ""
+            )
+            for k, v in timings.items()
+        )
         + "\n"
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -688,6 +715,7 @@ def write_benchmark(
         "ties": ties,
         "seeds": {m: s for m, s in seeds_of.items()},
         "equal_budget": bench.equal_budget,
+        "skipped": skipped or [],
         "examples_seen": {m: {str(k): v for k, v in d.items()} for m, d in examples.items()},
         "training_seconds": {
             m: {str(k): v for k, v in d.items()} for m, d in train_seconds.items()

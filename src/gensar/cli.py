@@ -277,6 +277,14 @@ def benchmark(
             "checkpoint (GenSAR, SynerGen) instead of starting again.",
         ),
     ] = False,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--skip",
+            help="Leave these models (by name; repeatable) out of this run and its table; "
+            "the header says so.",
+        ),
+    ] = None,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -298,7 +306,7 @@ def benchmark(
         return
     check_output_dir(bench.out, "benchmark", overwrite=overwrite)
     with allow_overwrite(overwrite):
-        run_benchmark(bench, only=only, resume=resume)
+        run_benchmark(bench, only=only, skip=skip, resume=resume)
 
 
 @app.command()

@@ -47,6 +47,28 @@ class Section(BaseModel):
         return value
 
 
+#: Mark a field added after runs were trained whose default keeps the earlier behaviour:
+#: ``Field(default, json_schema_extra=ADDED_OPTION)``. It joins a stage's fingerprint only
+#: when set to something else, so adding an option does not invalidate every trained run.
+ADDED_OPTION: dict[str, Any] = {"fingerprint": "when_set"}
+
+
+def fingerprint_view(section: BaseModel) -> dict[str, Any]:
+    """``section.model_dump(mode="json")`` without :data:`ADDED_OPTION` fields left at their
+    default (recursively): what a stage fingerprint hashes."""
+    out = section.model_dump(mode="json")
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("fingerprint") == "when_set" and value == field.get_default(
+            call_default_factory=True
+        ):
+            out.pop(name, None)
+        elif isinstance(value, BaseModel):
+            out[name] = fingerprint_view(value)
+    return out
+
+
 def _admits_bool(annotation: Any) -> bool:
     """Whether a field's type takes ``True``/``False`` as they are (bool, Any, Literal[True]...)."""
     if annotation is bool or annotation is Any:

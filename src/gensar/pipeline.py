@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gensar.config import fingerprint_view
 from gensar.data import load_dataset, schema
 from gensar.io import read_json, sha256_text, write_json
 from gensar.layout import RunLayout
@@ -74,19 +75,19 @@ SHARED_STAGES = ("semantic", "collab", "index", "candidates")
 def stage_fingerprints(config: RunConfig, dataset_hash: str) -> dict[str, str]:
     """The fingerprint of every stage for this config (upstream changes propagate down)."""
     fps: dict[str, str] = {}
-    fps["semantic"] = _fp(dataset_hash, config.semantic.model_dump(mode="json"))
-    fps["collab"] = _fp(dataset_hash, config.collab.model_dump(mode="json"))
+    fps["semantic"] = _fp(dataset_hash, fingerprint_view(config.semantic))
+    fps["collab"] = _fp(dataset_hash, fingerprint_view(config.collab))
     towers = {
         "joint": ("semantic", "collab"),
         "semantic": ("semantic",),
         "collaborative": ("collab",),
     }[config.index.variant]
-    fps["index"] = _fp(config.index.model_dump(mode="json"), *(fps[t] for t in towers))
-    fps["candidates"] = _fp(dataset_hash, config.candidates.model_dump(mode="json"))
+    fps["index"] = _fp(fingerprint_view(config.index), *(fps[t] for t in towers))
+    fps["candidates"] = _fp(dataset_hash, fingerprint_view(config.candidates))
     family = config.family
     fps["train"] = _fp(
         *(fps[s] for s in family.stages(config)),
-        config.model.model_dump(mode="json"),
+        fingerprint_view(config.model),
         config.name,
     )
     return fps

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from gensar.config import Section
+from gensar.config import ADDED_OPTION, Section
 from gensar.errors import GensarError
 from gensar.families.gensar.tasks.builder import Example
 from gensar.io import atomic_write_bytes, remove_stale_temporaries
@@ -87,6 +87,7 @@ class TrainConfig(Section):
     eval_every: int | None = Field(
         None,
         ge=1,
+        json_schema_extra=ADDED_OPTION,
         description="Validate every this many training examples (and at the end) instead "
         "of at each epoch end: a curve with more points in a short run, fewer validations "
         "in a long one. Validation time is not counted in the examples/s figure.",
@@ -96,6 +97,7 @@ class TrainConfig(Section):
     )
     bucket_by: Literal["total", "target"] = Field(
         "total",
+        json_schema_extra=ADDED_OPTION,
         description="What length buckets sort by: 'total' (input + target tokens) or "
         "'target' (target tokens first, then input): with 'target' the ~19-token ID2Desc "
         "targets are not batched with 6-token identifier targets, so the decoder pads less.",
