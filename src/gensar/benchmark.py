@@ -681,7 +681,13 @@ def write_benchmark(
         + " ".join(t for t in (notes, budget, bench.hardware_note) if t)
         + (" " if not bench.hardware_note else ""),
         "",
-        f"Total time: {seconds / 60:.1f} min.",
+        f"Total time: {seconds / 60:.1f} min"
+        + (
+            f" (this run; the kept results of {len(reused)} model runs were read, see the "
+            "time list at the end)."
+            if reused
+            else "."
+        ),
         "",
     ]
     if skipped:
