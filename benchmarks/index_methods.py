@@ -54,14 +54,22 @@ METHODS: dict[str, list[str]] = {
 }
 
 
-def index_row(dataset: Path, base: Path, work: Path, overrides: list[str]) -> dict[str, Any]:
-    """Build the identifiers of one method in ``work`` (embeddings copied from ``base``)."""
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(base / "embeddings", work / "embeddings")
-    config = validate(IndexConfig, apply_overrides({}, overrides), source="--set")
-    started = time.perf_counter()
-    report = build_identifiers(dataset, work, config, progress=False)
-    seconds = time.perf_counter() - started
+def index_row(
+    dataset: Path, base: Path, work: Path, overrides: list[str], reuse: bool = False
+) -> dict[str, Any]:
+    """Build the identifiers of one method in ``work`` (embeddings copied from ``base``);
+    ``reuse``: read the report of identifiers an earlier call built there."""
+    report_file = work / "identifiers" / "index_report.json"
+    if reuse and report_file.is_file():
+        report = json.loads(report_file.read_text())
+        seconds = sum(report.get("timings_s", {}).values())
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(base / "embeddings", work / "embeddings")
+        config = validate(IndexConfig, apply_overrides({}, overrides), source="--set")
+        started = time.perf_counter()
+        report = build_identifiers(dataset, work, config, progress=False)
+        seconds = time.perf_counter() - started
     diag = report["diagnostics"]["by_level"]
     learned = [r for r in report["codebook_usage"] if not r["disambiguation"]]
     return {
@@ -77,6 +85,17 @@ def index_row(dataset: Path, base: Path, work: Path, overrides: list[str]) -> di
         "best_epoch": report["training"].get("best_epoch"),
         "agreement": diag,
         "query_groups": report["diagnostics"]["query_groups"],
+    }
+
+
+def trained_row(trained: Path) -> dict[str, Any]:
+    """The figures :func:`learning_speed.short_training` returns, from its model card."""
+    card = json.loads((trained / "model" / "gensar.json").read_text())
+    last = card["validation_history"][-1]
+    return {
+        "train_minutes": round(card["training"]["train_seconds"] / 60, 1),
+        "valid_rec_ndcg10": round(last["recommendation/NDCG@10"], 4),
+        "valid_search_ndcg10": round(last["search/NDCG@10"], 4),
     }
 
 
@@ -105,7 +124,7 @@ def full_catalogue_search_recall(
         chunk = frame.slice(start, 64)
         ranks[start : start + chunk.height] = metrics.rank_in_topk(
             ranker.top_k(chunk, 20), targets[start : start + chunk.height]
-        )
+        ).rank()  # a top-k list has no ties
     return {
         "samples": len(rows),
         f"recall@{k}": round(float(np.mean(ranks <= k)), 4),
@@ -135,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         help="results file name under benchmarks/results/ (a comparison on other embeddings "
         "goes to a file of its own)",
     )
+    parser.add_argument(
+        "--reuse-trained",
+        action="store_true",
+        help="read the identifiers and the short training an earlier (interrupted) call "
+        "left in --work and runs/learning instead of building them again",
+    )
     args = parser.parse_args(argv)
     out = RESULTS / args.results
     if not (args.run / "embeddings").is_dir():
@@ -151,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{method} ({args.tag})" if args.tag else method
         work = args.work / name.replace(" ", "_").replace("(", "").replace(")", "")
         print(f"== {name}: identifiers", flush=True)
-        row = index_row(args.dataset, args.run, work, METHODS[method])
+        row = index_row(args.dataset, args.run, work, METHODS[method], args.reuse_trained)
         row["machine"] = machine()
         if args.train_epochs > 0:
             from learning_speed import short_training
@@ -164,10 +189,14 @@ def main(argv: list[str] | None = None) -> int:
             build_candidates(args.dataset, shared, config.candidates)
             shutil.rmtree(work / "candidates", ignore_errors=True)
             shutil.copytree(shared / "candidates", work / "candidates")
-            print(f"== {name}: {args.train_epochs} epochs of GenSAR", flush=True)
-            train, trained = short_training(
-                work, args.dataset, f"index-{name}", args.train_epochs, args.train_overrides
-            )
+            trained = Path("runs/learning") / f"index-{name}"
+            if args.reuse_trained and (trained / "model" / "gensar.json").is_file():
+                train = trained_row(trained)
+            else:
+                print(f"== {name}: {args.train_epochs} epochs of GenSAR", flush=True)
+                train, trained = short_training(
+                    work, args.dataset, f"index-{name}", args.train_epochs, args.train_overrides
+                )
             print(f"== {name}: full-catalogue search", flush=True)
             full = full_catalogue_search_recall(
                 trained / "model", args.dataset, trained, args.full_samples
