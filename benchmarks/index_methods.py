@@ -51,6 +51,9 @@ METHODS: dict[str, list[str]] = {
     "rqvae-converged": ["method=rqvae", "checkpoint=converged"],
     "rqkmeans": ["method=rqkmeans"],
     "rqkmeans-balanced": ["method=rqkmeans", "balanced=true"],
+    # the semantic side's share of the shared levels' input variance (default 0.7)
+    "rqkmeans-w0.5": ["method=rqkmeans", "semantic_weight=0.5"],
+    "rqkmeans-w0.3": ["method=rqkmeans", "semantic_weight=0.3"],
 }
 
 
