@@ -82,7 +82,7 @@ class ModelSpec(Section):
     own_budget: bool = Field(
         False,
         description="Train on this model's own settings (train.epochs / train.examples) even "
-        "under equal_budget, e.g. GenSAR's long CPU run; the table states its examples.",
+        "under equal_budget, e.g. a long run of one model; the table states its examples.",
     )
 
     @model_validator(mode="before")
