@@ -118,7 +118,11 @@ def test_benchmark_writes_tables_and_every_model_ranks_the_same_lists(
     assert abs(seen["GenSAR (long)"]["0"] - 2 * joint) <= 2 * base["train"].get("batch_size", 64)
     assert "Except GenSAR (long): its own budget" in markdown
     # the variant reused the first run's embeddings and identifiers instead of rebuilding them
-    assert "[index] reused from gensar" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[index] reused from gensar" in printed
+    # the shared candidate lists are built once, not rewritten by each model's run
+    assert "[candidates] building" not in printed
+    assert "[candidates] the benchmark's shared lists" in printed
     # every model received byte-identical candidate lists for each task
     for task in ("recommendation", "search"):
         digests = {name: digest for (name, t), digest in received.items() if t == task}

@@ -197,10 +197,17 @@ def run_config_for(bench: BenchmarkConfig, model: ModelSpec, seed: int, run_dir:
 
 
 def _adopt(
-    donors: list[Path], run_dir: Path, fingerprints: dict[str, str], log, needed=None
+    donors: list[Path],
+    run_dir: Path,
+    fingerprints: dict[str, str],
+    log,
+    needed=None,
+    shared_lists: str | None = None,
 ) -> None:
     """Copy already-built stages (of ``needed``, default all) with identical fingerprints
-    from earlier runs of this benchmark."""
+    from earlier runs of this benchmark. ``shared_lists``: the fingerprint of the
+    candidate lists the benchmark built once in its output folder; a run whose lists
+    have it records them as built instead of writing the shared files again."""
     from gensar.layout import RunLayout
     from gensar.pipeline import StageRecord
 
@@ -224,6 +231,15 @@ def _adopt(
             record.done(stage, fingerprints[stage], 0.0)
             log(f"[{stage}] reused from {donor.name}")
             break
+    lists = fingerprints.get("candidates")
+    if (
+        shared_lists is not None
+        and lists == shared_lists
+        and (needed is None or "candidates" in needed)
+        and record.fingerprint("candidates") != lists
+    ):
+        record.done("candidates", lists, 0.0)
+        log("[candidates] the benchmark's shared lists (built once for every model)")
 
 
 def _reading_dir(
@@ -311,6 +327,9 @@ def train_models(
             check_output_dir(out, "benchmark")
             build_candidates(bench.dataset.prepared, out, base_config.candidates)
     dataset = load_dataset(bench.dataset.prepared)  # a clear error when it is not prepared
+    shared_lists = stage_fingerprints(base_config, dataset.manifest.get("content_hash", ""))[
+        "candidates"
+    ]
     built = []
     for name in names:
         model = by_name[name]
@@ -328,7 +347,7 @@ def train_models(
                 # the full run does (same fingerprints only)
                 donors = sorted(d for d in run_dir.parent.glob("*") if d.is_dir() and d != run_dir)
                 fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
-                _adopt(donors, run_dir, fps, log, stages)
+                _adopt(donors, run_dir, fps, log, stages, shared_lists)
                 log(f"== {model.name} (seed {seed}), training only ==")
                 with _training_lock(run_dir):
                     build_run(config, log=log, resume=resume)
@@ -437,6 +456,9 @@ def run_benchmark(
     split, lists = base_config.evaluate.split, base_config.evaluate.candidate_lists
     sets = {task: load_candidates(out, task, split).subset(lists) for task in schema.TASKS}
     lists_key = result_cache.lists_digest(sets)
+    shared_lists = stage_fingerprints(base_config, dataset.manifest.get("content_hash", ""))[
+        "candidates"
+    ]
     full_samples = base_config.evaluate.full_catalogue_samples
 
     ties = base_config.evaluate.ties
@@ -485,7 +507,7 @@ def run_benchmark(
                 if stages or family.trains:
                     siblings = sorted(d for d in seed_dir.glob("*") if d.is_dir() and d != run_dir)
                     fps = stage_fingerprints(config, dataset.manifest.get("content_hash", ""))
-                    _adopt(donors + siblings, run_dir, fps, log, stages)
+                    _adopt(donors + siblings, run_dir, fps, log, stages, shared_lists)
                     log(f"== {model.name} (seed {seed}) ==")
                     build_run(config, log=log, resume=resume)
                     donors.append(run_dir)
