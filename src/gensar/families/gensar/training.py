@@ -334,6 +334,9 @@ def train(
             )
             if state["bad_epochs"] >= config.patience:
                 state["stopped_early"] = True
+        if accelerator.num_processes > 1:  # only the main process validates: tell the others
+            flag = torch.tensor([float(state["stopped_early"])], device=accelerator.device)
+            state["stopped_early"] = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
         model.train()
         state["valid_seconds"] = state.get("valid_seconds", 0.0) + time.perf_counter() - t0
 
