@@ -150,3 +150,17 @@ def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_run")
     build_run(tiny_run_config(tiny_dataset, run_dir), log=lambda *_: None)
     return run_dir
+
+
+@pytest.fixture
+def toy():
+    """The test-only model family (tests/toy_family.py), registered for one test."""
+    import toy_family
+
+    from gensar.families import registry
+
+    registry.register("toy", toy_family)
+    try:
+        yield registry.get_family("toy")
+    finally:
+        registry.unregister("toy")

@@ -9,21 +9,10 @@ import sys
 
 import numpy as np
 import pytest
-import toy_family
 from test_families import _bench_file
 
 from gensar.evaluation import result_cache
 from gensar.evaluation.evaluate import EvaluationResult
-from gensar.families import registry
-
-
-@pytest.fixture
-def toy():
-    registry.register("toy", toy_family)
-    try:
-        yield registry.get_family("toy")
-    finally:
-        registry.unregister("toy")
 
 
 @pytest.fixture

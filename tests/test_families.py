@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import toy_family
 import yaml
 from fastapi.testclient import TestClient
 
@@ -36,15 +35,6 @@ def _bench_file(
     }
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture
-def toy():
-    registry.register("toy", toy_family)
-    try:
-        yield registry.get_family("toy")
-    finally:
-        registry.unregister("toy")
 
 
 def test_a_family_from_the_tests_trains_benchmarks_and_serves(toy, tiny_dataset, tmp_path):
