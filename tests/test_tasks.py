@@ -196,3 +196,33 @@ def test_history_window_caps(tokenizer):
     ]
     assert b.window(history) == history[3:]
     assert TaskBuilder(tokenizer, FakeIdentifiers(), {}, TaskConfig()).window(history) == history
+
+
+def test_purchase_pairs_keep_one_rendering_of_a_purchase(tokenizer):
+    """amazon-unisrec renders a purchase twice (a rec click and a search session with the
+    same item at the same time): 'search' drops the rec click, 'rec' the search click (its
+    query stays); entries without a time, or clicks of another time, are never paired."""
+    rec = HistoryEntry(schema.REC_ITEM, item_id="piano", time=4)
+    query = HistoryEntry(schema.SEARCH_QUERY, query="piano", time=4)
+    click = HistoryEntry(schema.SEARCH_ITEM, item_id="piano", time=4)
+    lone = HistoryEntry(schema.REC_ITEM, item_id="macbook", time=5)
+    later = HistoryEntry(schema.REC_ITEM, item_id="piano", time=6)  # bought again, no search
+    untimed = [
+        HistoryEntry(schema.REC_ITEM, item_id="piano"),
+        HistoryEntry(schema.SEARCH_ITEM, item_id="piano"),
+    ]
+    history = [rec, query, click, lone, later]
+
+    def window(keep: str, entries=history):
+        config = TaskConfig(compact=True, purchase_pairs=keep)
+        return TaskBuilder(tokenizer, FakeIdentifiers(), {}, config).window(entries)
+
+    assert window("both") == history
+    assert window("search") == [query, click, lone, later]
+    assert window("rec") == [rec, query, lone, later]
+    assert window("search", untimed) == untimed
+    both = TaskBuilder(tokenizer, FakeIdentifiers(), {}, TaskConfig(compact=True))
+    shorter = TaskBuilder(
+        tokenizer, FakeIdentifiers(), {}, TaskConfig(compact=True, purchase_pairs="search")
+    )
+    assert len(shorter.instruction(NRIP, history)) < len(both.instruction(NRIP, history))

@@ -108,9 +108,28 @@ class TaskBuilder:
             return self._behaviour(entry.behaviour) + self.item_ids(entry.item_id, SEMANTIC)
         return self._behaviour(entry.behaviour) + self.query_ids(entry.query or "")
 
+    def one_rendering(self, history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
+        """``tasks.purchase_pairs``: drop one click of each purchase rendered twice (a rec
+        click and a search click of the same item at the same time)."""
+        keep = self.config.purchase_pairs
+        if keep == "both":
+            return list(history)
+        drop = schema.REC_ITEM if keep == "search" else schema.SEARCH_ITEM
+        other = schema.SEARCH_ITEM if keep == "search" else schema.REC_ITEM
+        paired = {
+            (e.item_id, e.time) for e in history if e.behaviour == other and e.time is not None
+        }
+        return [
+            e
+            for e in history
+            if not (e.behaviour == drop and e.time is not None and (e.item_id, e.time) in paired)
+        ]
+
     def window(self, history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
         """The newest ``tasks.max_rec_history`` rec items and ``tasks.max_search_sessions``
-        search sessions (a query and the clicks after it), in order; None keeps everything."""
+        search sessions (a query and the clicks after it), in order; None keeps everything.
+        Purchases rendered twice are first reduced to one rendering (``purchase_pairs``)."""
+        history = self.one_rendering(history)
         max_rec, max_sessions = self.config.max_rec_history, self.config.max_search_sessions
         if max_rec is None and max_sessions is None:
             return list(history)
@@ -289,10 +308,12 @@ def to_entries(history: Sequence[dict], query_text: dict[str, str]) -> list[Hist
     """``samples.parquet`` history structs -> HistoryEntry (query ids resolved to text)."""
     out = []
     for h in history:
+        time = h.get("time")  # pairs a purchase's two renderings (tasks.purchase_pairs)
         if h["behaviour"] == schema.SEARCH_QUERY:
-            out.append(HistoryEntry(h["behaviour"], None, query_text.get(h["query_id"], "")))
+            query = query_text.get(h["query_id"], "")
+            out.append(HistoryEntry(h["behaviour"], None, query, time))
         else:
-            out.append(HistoryEntry(h["behaviour"], h["item_id"], None))
+            out.append(HistoryEntry(h["behaviour"], h["item_id"], None, time))
     return out
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gensar.config import Section
+from gensar.config import ADDED_OPTION, Section
 from gensar.tasks.vocab import VocabConfig
 
 Count = int | Literal["all"]
@@ -55,6 +55,15 @@ class TaskConfig(Section):
         None,
         ge=0,
         description="Use only this many newest search sessions (None: the dataset's window, 5).",
+    )
+    purchase_pairs: Literal["both", "search", "rec"] = Field(
+        "both",
+        json_schema_extra=ADDED_OPTION,
+        description="A purchase the data renders twice, as a rec click and as a search "
+        "session with the same item at the same time (amazon-unisrec's semi-synthetic "
+        "protocol): 'both' keeps the two (Eq. 11 as written); 'search' drops the rec click, "
+        "'rec' the search click (its query stays), each ~5 fewer input tokens per purchase. "
+        "Entries without a time are never paired.",
     )
     max_input_tokens: int = Field(
         192, ge=16, description="Longer inputs lose their oldest history entries."
