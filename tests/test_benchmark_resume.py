@@ -169,3 +169,13 @@ def test_skip_leaves_a_model_out_and_the_header_says_so(toy, tiny_dataset, tmp_p
     run_benchmark(bench, log=lambda *_: None)  # Popularity's results are read back
     text = (tmp_path / "bench" / "results.md").read_text()
     assert "Popularity (seed 0): 0.0 min (its kept results read" in text
+
+
+def test_train_only_with_only_or_skip_is_one_line(capsys, tmp_path):
+    """Contradictory selections are refused before anything is read or written."""
+    from hostile import assert_one_line_error, run_cli
+
+    for extra in (["--only", "A"], ["--skip", "A"]):
+        result = run_cli(capsys, "benchmark", tmp_path / "none.yaml", "--train-only", "A", *extra)
+        assert_one_line_error(result, "does not combine")
+    assert not any(tmp_path.iterdir())

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gensar.errors import GensarError
+from gensar.errors import ConfigError, GensarError
 
 #: Operating-system errors caused by the paths a user gave, shown as one line.
 USER_OS_ERRORS = {
@@ -299,6 +299,12 @@ def benchmark(
     from gensar.benchmark import load_benchmark, run_benchmark, train_models
     from gensar.io import allow_overwrite, check_output_dir
 
+    if train_only and (only or skip):
+        raise ConfigError(
+            "--train-only does not combine with --only or --skip",
+            fix="use --train-only NAME to train without evaluating, or --only/--skip to "
+            "choose the models a run trains and evaluates",
+        )
     bench = load_benchmark(config, set_)
     if train_only:
         with allow_overwrite(overwrite):
