@@ -138,7 +138,9 @@ class LeanT5:
         self.model = model
         self.encoder_blocks = [_Block.of(block) for block in model.encoder.block]
         self.decoder_blocks = [_Block.of(block) for block in model.decoder.block]
-        self.encoder_embed = model.encoder.embed_tokens.weight
+        # a module, not its weight: a soft-token embedding (tasks.soft_tokens) projects
+        # the ids past the word vocabulary
+        self.encoder_embed = model.encoder.embed_tokens
         self.decoder_embed = model.decoder.embed_tokens.weight
         self.encoder_final_norm = model.encoder.final_layer_norm.weight
         self.decoder_final_norm = model.decoder.final_layer_norm.weight
@@ -248,7 +250,7 @@ class LeanT5:
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> LeanEncoded:
         """Encoder pass, then each decoder layer's cross-attention keys/values (once per input)."""
         batch, length = input_ids.shape
-        x = F.embedding(input_ids, self.encoder_embed)
+        x = self.encoder_embed(input_ids)
         if attention_mask is None:
             pad_bias = x.new_zeros(batch, 1, 1, length)
         else:

@@ -89,13 +89,10 @@ def load_checkpoint(
     path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> dict[str, Any]:
     """Restore everything ``save_checkpoint`` wrote; returns the trainer state."""
-    weights = load_file(str(path / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = {k for k in missing if k in _tied_names(model)}
-    if set(missing) - tied or unexpected:
-        raise RuntimeError(
-            f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}"
-        )
+    try:
+        load_state_strict(model, load_file(str(path / "model.safetensors")))
+    except ValueError as err:
+        raise RuntimeError(f"checkpoint {path} does not match the model: {err}") from None
     payload = json.loads((path / "state.json").read_text())
     _optimizer_from_tensors(
         optimizer, load_file(str(path / "optimizer.safetensors")), payload.pop("optimizer")
@@ -114,6 +111,15 @@ def load_checkpoint(
     nps = payload.pop("numpy_rng")
     np.random.set_state((nps[0], np.asarray(nps[1], dtype=np.uint32), nps[2], nps[3], nps[4]))
     return payload
+
+
+def load_state_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load ``weights`` into ``model``: every tensor must be used and every model tensor
+    given, except the second names of tied weights (saved once)."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {k for k in missing if k in _tied_names(model)}
+    if set(missing) - tied or unexpected:
+        raise ValueError(f"missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
 
 
 def _unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

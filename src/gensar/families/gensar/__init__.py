@@ -88,6 +88,7 @@ def train(
         candidates_dir=config.candidates_dir or run_dir,
         resume=resume,
         log=log,
+        semantic=config.semantic,
     )
 
 

@@ -35,6 +35,8 @@ from gensar.families.gensar.directory import (
     open_model_dir,
 )
 from gensar.families.gensar.directory import ITEMS as ITEMS_FILE
+from gensar.families.gensar.soft_inputs import FILE as SOFT_TOKENS
+from gensar.families.gensar.soft_inputs import SoftVocabulary, load_soft_tokens
 from gensar.families.gensar.tasks.builder import COLLABORATIVE, SEMANTIC, TaskBuilder
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import NRIP, NSIP, NSQP
@@ -109,6 +111,9 @@ class GenSAR:
             lambda: AutoTokenizer.from_pretrained(str(model_dir)),
         )
         model = load_part(model_dir / WEIGHTS, "model", lambda: _load_model(model_dir, card))
+        soft = None
+        if (model_dir / SOFT_TOKENS).is_file() or card.tasks.get("soft_tokens", "off") != "off":
+            soft = _attach_soft_tokens(model, model_dir)
         model.to(pick_device(device))
         identifiers = load_part(
             model_dir / IDENTIFIERS, "identifiers", lambda: ItemIdentifiers.load(model_dir)
@@ -126,7 +131,7 @@ class GenSAR:
         builder = load_part(
             model_dir,
             "model's vocabulary",
-            lambda: TaskBuilder(tokenizer, identifiers, descriptions, task_config),
+            lambda: TaskBuilder(tokenizer, identifiers, descriptions, task_config, soft),
         )
         return load_part(
             model_dir,
@@ -323,4 +328,37 @@ def _load_model(model_dir: Path, card: GenSARCard):
 
     if card.model.get("preset") == "minilm":
         return EncoderDecoderModel.from_pretrained(str(model_dir))
+    if card.tasks.get("soft_tokens", "off") != "off":
+        # the soft-token projection is not a T5 weight: build the T5 from its config
+        # and load every weight (projection included) strictly in _attach_soft_tokens
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(model_dir))
+        return AutoModelForSeq2SeqLM.from_config(config)
     return AutoModelForSeq2SeqLM.from_pretrained(str(model_dir))
+
+
+def _attach_soft_tokens(model, model_dir: Path) -> SoftVocabulary:
+    """Give a loaded model its soft-token embedding (``tasks.soft_tokens``) and weights."""
+    from safetensors.torch import load_file
+
+    from gensar.model.checkpoint import load_state_strict
+    from gensar.model.soft_tokens import attach_soft_tokens
+
+    soft, table = load_part(
+        model_dir / SOFT_TOKENS, "soft-token table", lambda: load_soft_tokens(model_dir)
+    )
+    if soft.base != model.get_input_embeddings().num_embeddings:
+        raise GensarError(
+            f"soft-token ids start at {soft.base} but the model has "
+            f"{model.get_input_embeddings().num_embeddings} word rows",
+            where=model_dir / SOFT_TOKENS,
+            fix="retrain with `gensar train`, or copy the model directory again from its source",
+        )
+    attach_soft_tokens(model, torch.from_numpy(table))
+    load_part(
+        model_dir / WEIGHTS,
+        "model",
+        lambda: load_state_strict(model, load_file(str(model_dir / WEIGHTS))),
+    )
+    return soft

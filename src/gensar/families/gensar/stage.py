@@ -25,6 +25,11 @@ from gensar.config import Section
 from gensar.data import load_dataset, schema
 from gensar.errors import GensarError
 from gensar.families.gensar.directory import GenSARCard, weight_checksums
+from gensar.families.gensar.soft_inputs import (
+    SoftVocabulary,
+    save_soft_tokens,
+    soft_inputs_for_run,
+)
 from gensar.families.gensar.tasks.builder import SampleRows, TaskBuilder
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import (
@@ -44,6 +49,7 @@ from gensar.model.backbone import (
     init_identifier_embeddings,
     minilm_path,
 )
+from gensar.model.soft_tokens import attach_soft_tokens
 from gensar.tasks.vocab import (
     BEHAVIOUR_TOKENS,
     TASK_TOKENS,
@@ -190,8 +196,12 @@ def train_gensar(
     log=None,
     stop_after_steps: int | None = None,
     progress: bool = True,
+    semantic=None,
 ) -> dict[str, Any]:
     """Train GenSAR on ``dataset_dir`` with the identifiers in ``run_dir``; write ``run_dir/model``.
+
+    ``semantic`` (a ``SemanticConfig``, default its defaults) encodes the query texts of
+    ``tasks.soft_tokens`` with the settings the run's item vectors were built with.
 
     ``candidates_dir`` holds the candidate lists validation ranks (default ``run_dir``);
     only their own stage builds them (``gensar train``/``gensar run`` run it first). Returns a summary (best validation metrics, speed).
@@ -231,13 +241,31 @@ def train_gensar(
         with atomic_output_dir(vocab_dir) as tmp:
             tokenizer.save_pretrained(str(tmp))
     descriptions = item_descriptions(dataset.items)
-    builder = TaskBuilder(tokenizer, identifiers, descriptions, config.tasks)
     model = build_model(config.model, tokenizer, seed=config.train.seed)
     if config.model.init_identifier_embeddings:
         n = init_identifier_embeddings(
             model, tokenizer, identifiers.code_vectors(), seed=config.train.seed
         )
         log(f"initialised {n} identifier-token embeddings from the RQ-VAE code vectors")
+    soft = soft_table = None
+    if config.tasks.soft_tokens != "off":
+        import torch
+
+        soft, soft_table = soft_inputs_for_run(
+            run_dir,
+            dataset.item_ids,
+            list(dataset.query_text.values()),
+            model.get_input_embeddings().num_embeddings,
+            config.tasks.soft_tokens,
+            semantic,
+            log=log,
+        )
+        attach_soft_tokens(model, torch.from_numpy(soft_table), seed=config.train.seed)
+        log(
+            f"soft tokens ({config.tasks.soft_tokens}): {len(soft.items):,} items and "
+            f"{len(soft.queries):,} queries, vectors of {soft_table.shape[1]} dimensions"
+        )
+    builder = TaskBuilder(tokenizer, identifiers, descriptions, config.tasks, soft)
     log(
         f"model: {config.model.preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer):,}"
     )
@@ -319,7 +347,9 @@ def train_gensar(
         "validation_history": result.history,
     }
     model_dir = RunLayout(run_dir).model
-    write_model_dir(model_dir, best_dir, tokenizer, run_dir, dataset, config, summary)
+    write_model_dir(
+        model_dir, best_dir, tokenizer, run_dir, dataset, config, summary, soft, soft_table
+    )
     log(
         f"model written to {model_dir} (best validation NDCG@5 {result.best_score:.4f} at step {result.best_step})"
     )
@@ -334,6 +364,8 @@ def write_model_dir(
     dataset,
     config: GenSARConfig,
     summary: dict[str, Any],
+    soft: SoftVocabulary | None = None,
+    soft_table=None,
 ) -> None:
     """Assemble the self-contained model directory atomically."""
     from gensar.ids.identifiers import ItemIdentifiers
@@ -342,6 +374,8 @@ def write_model_dir(
         for file in weights_dir.iterdir():
             shutil.copy2(file, tmp / file.name)
         tokenizer.save_pretrained(str(tmp))
+        if soft is not None:
+            save_soft_tokens(tmp, soft, soft_table)
         ItemIdentifiers.load(run_dir).save_table(tmp)
         items = dataset.items.select("item_id", "title")
         descriptions = item_descriptions(dataset.items)

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from gensar.data import schema
+from gensar.families.gensar.soft_inputs import SoftVocabulary
 from gensar.families.gensar.tasks.config import TaskConfig
 from gensar.families.gensar.tasks.templates import DESC2ID, ID2DESC, NRIP, NSIP, NSQP, TEMPLATES
 from gensar.families.protocols import HistoryEntry
@@ -43,10 +44,22 @@ class TaskBuilder:
     """
 
     def __init__(
-        self, tokenizer, identifiers, item_descriptions: dict[str, str], config: TaskConfig
+        self,
+        tokenizer,
+        identifiers,
+        item_descriptions: dict[str, str],
+        config: TaskConfig,
+        soft: SoftVocabulary | None = None,
     ):
         self.tokenizer = tokenizer
         self.config = config
+        if (config.soft_tokens != "off") != (soft is not None):
+            raise ValueError(
+                f"tasks.soft_tokens={config.soft_tokens!r} needs "
+                + ("a soft-token vocabulary" if soft is None else "no soft-token vocabulary")
+            )
+        #: ``tasks.soft_tokens``: item/query -> soft-token id (None: Eq. 11's tokens only)
+        self.soft = soft
         self.eos_id = tokenizer.eos_token_id
         vocab = tokenizer.get_vocab()
         self.behaviour_id = {b: vocab[t] for b, t in BEHAVIOUR_TOKENS.items()}
@@ -76,6 +89,22 @@ class TaskBuilder:
     def query_ids(self, query: str) -> list[int]:
         return list(self._text(query))
 
+    def query_input_ids(self, query: str) -> list[int]:
+        """A query in the encoder input: its words, with its soft token before them or in
+        their place (``tasks.soft_tokens``; a query without a soft token keeps its words)."""
+        soft = self.soft.query(query) if self.soft is not None else None
+        if soft is None:
+            return self.query_ids(query)
+        return [soft] if self.soft.mode == "instead" else [soft, *self.query_ids(query)]
+
+    def item_input_ids(self, item_id: str, kind: str) -> list[int]:
+        """A history item in the encoder input: its identifier (Eq. 11), with the item's
+        soft token before it or in its place (``tasks.soft_tokens``)."""
+        soft = self.soft.item(item_id) if self.soft is not None else None
+        if soft is None:
+            return self.item_ids(item_id, kind)
+        return [soft] if self.soft.mode == "instead" else [soft, *self.item_ids(item_id, kind)]
+
     def description_ids(self, item_id: str) -> list[int]:
         text = self.item_descriptions.get(item_id, "")
         return list(self._text(text))[: self.config.max_description_tokens]
@@ -103,10 +132,12 @@ class TaskBuilder:
     # -- Eq. (11): the behaviour-aware identifier of one history entry -------------------------------
     def entry_ids(self, entry: HistoryEntry) -> list[int]:
         if entry.behaviour == schema.REC_ITEM:
-            return self._behaviour(entry.behaviour) + self.item_ids(entry.item_id, COLLABORATIVE)
+            return self._behaviour(entry.behaviour) + self.item_input_ids(
+                entry.item_id, COLLABORATIVE
+            )
         if entry.behaviour == schema.SEARCH_ITEM:
-            return self._behaviour(entry.behaviour) + self.item_ids(entry.item_id, SEMANTIC)
-        return self._behaviour(entry.behaviour) + self.query_ids(entry.query or "")
+            return self._behaviour(entry.behaviour) + self.item_input_ids(entry.item_id, SEMANTIC)
+        return self._behaviour(entry.behaviour) + self.query_input_ids(entry.query or "")
 
     def one_rendering(self, history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
         """``tasks.purchase_pairs``: drop one click of each purchase rendered twice (a rec
@@ -176,7 +207,7 @@ class TaskBuilder:
     ) -> list[int]:
         """The input ids of one task; ends with the behaviour token of the wanted output (paper 3.4.2)."""
         fixed = {
-            "query": (self._behaviour(schema.SEARCH_QUERY) + self.query_ids(query or ""))
+            "query": (self._behaviour(schema.SEARCH_QUERY) + self.query_input_ids(query or ""))
             if task == NSIP
             else [],
             "description": self.description_ids(item_id) if task == DESC2ID else [],
@@ -299,9 +330,21 @@ class TaskBuilder:
 
     def render(self, ids: Sequence[int]) -> str:
         """Readable text of token ids (special tokens kept), for inspection and tests."""
-        return self.tokenizer.decode(
-            [i for i in ids if i != self.tokenizer.pad_token_id], skip_special_tokens=False
-        )
+        ids = [i for i in ids if i != self.tokenizer.pad_token_id]
+        if self.soft is None:
+            return self.tokenizer.decode(ids, skip_special_tokens=False)
+        pieces: list[str] = []
+        words: list[int] = []
+        for token in [*ids, None]:
+            if token is not None and token < self.soft.base:
+                words.append(token)
+                continue
+            if words:
+                pieces.append(self.tokenizer.decode(words, skip_special_tokens=False))
+                words = []
+            if token is not None:
+                pieces.append(self.soft.describe(token))
+        return " ".join(pieces)
 
 
 def to_entries(history: Sequence[dict], query_text: dict[str, str]) -> list[HistoryEntry]:

@@ -65,6 +65,15 @@ class TaskConfig(Section):
         "'rec' the search click (its query stays), each ~5 fewer input tokens per purchase. "
         "Entries without a time are never paired.",
     )
+    soft_tokens: Literal["off", "beside", "instead"] = Field(
+        "off",
+        json_schema_extra=ADDED_OPTION,
+        description="History items and queries as soft tokens, projected from the vectors the "
+        "identifiers were built from (MiniLM text + SASRec for items, MiniLM for queries; "
+        "issue 18): 'beside' adds one before each entry's codes or words, 'instead' replaces "
+        "them (a query the model never saw still enters as words). 'off' is Eq. (11) as "
+        "written. Targets stay identifiers in every mode.",
+    )
     max_input_tokens: int = Field(
         192, ge=16, description="Longer inputs lose their oldest history entries."
     )
