@@ -45,6 +45,8 @@ def short_training(
     work.mkdir(parents=True)
     for part in ("identifiers", "candidates"):
         shutil.copytree(run / part, work / part)
+    if (run / "embeddings").is_dir():  # the vectors of tasks.soft_tokens
+        shutil.copytree(run / "embeddings", work / "embeddings")
     settings = [
         f"train.epochs={epochs}",
         "train.eval_samples=1000",
