@@ -54,6 +54,9 @@ METHODS: dict[str, list[str]] = {
     # the semantic side's share of the shared levels' input variance (default 0.7)
     "rqkmeans-w0.5": ["method=rqkmeans", "semantic_weight=0.5"],
     "rqkmeans-w0.3": ["method=rqkmeans", "semantic_weight=0.3"],
+    # one shared level instead of two: the first code keeps the text-heavy grouping
+    # (modal share), the recommendation identifier gets three collaborative codes
+    "rqkmeans-m1": ["method=rqkmeans", "shared_levels=1", "specific_levels=3"],
 }
 
 
