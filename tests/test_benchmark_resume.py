@@ -179,3 +179,28 @@ def test_train_only_with_only_or_skip_is_one_line(capsys, tmp_path):
         result = run_cli(capsys, "benchmark", tmp_path / "none.yaml", "--train-only", "A", *extra)
         assert_one_line_error(result, "does not combine")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_bad_model_setting_fails_before_the_dataset_is_prepared(capsys, tmp_path):
+    """Every model's settings are validated first: nothing prepared, nothing built."""
+    import yaml
+    from hostile import assert_one_line_error, run_cli
+
+    from conftest import write_synthetic_jsonl
+
+    raw = write_synthetic_jsonl(tmp_path / "raw")
+    prepared = tmp_path / "prepared"
+    config = {
+        "name": "bad-set",
+        "dataset": {"prepared": str(prepared), "source": "jsonl", "path": str(raw)},
+        "out": str(tmp_path / "bench"),
+        "models": [
+            {"name": "Popularity", "family": "popularity"},
+            {"name": "GenSAR", "family": "gensar", "set": {"train.bucket_by": "sideways"}},
+        ],
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert_one_line_error(run_cli(capsys, "benchmark", path), "bucket_by")
+    assert not prepared.exists()
+    assert not (tmp_path / "bench").exists()

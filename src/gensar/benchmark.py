@@ -316,6 +316,7 @@ def train_models(
 
     log = log or _logger.info
     _check_names(bench, names, "--train-only")
+    _check_model_settings(bench)
     by_name = {m.name: m for m in bench.models}
     out = Path(bench.out)
     base_config = run_config_for(bench, ModelSpec(name="base"), bench.seeds[0], out)
@@ -390,6 +391,15 @@ def _check_names(bench: BenchmarkConfig, names: list[str], option: str) -> None:
         )
 
 
+def _check_model_settings(bench: BenchmarkConfig) -> None:
+    """Validate every model's run settings (base, its ``set:``, each seed) before
+    anything is prepared or built: a bad override fails in one line, with no output."""
+    out = Path(bench.out)
+    for model in bench.models:
+        for seed in model.seeds or bench.seeds:
+            run_config_for(bench, model, seed, out / "settings-check")
+
+
 def _busy_elsewhere(run_dir: Path) -> bool:
     """Whether another live process holds ``run_dir``'s lock (trains or evaluates it)."""
     from gensar.io import _pid_alive
@@ -434,6 +444,7 @@ def run_benchmark(
     if skip:
         _check_names(bench, skip, "--skip")
         bench = bench.model_copy(update={"models": [m for m in bench.models if m.name not in skip]})
+    _check_model_settings(bench)
     started = time.perf_counter()
     spec = bench.dataset
     if not (spec.prepared / "manifest.json").is_file():
