@@ -201,3 +201,12 @@ def test_damaged_soft_token_table_is_one_clear_error(tiny_dataset, tiny_run, tmp
 def test_plain_model_directory_has_no_soft_tokens(tiny_run):
     assert not (Path(tiny_run) / "model" / FILE).exists()
     assert soft_embedding(GenSAR.load(tiny_run / "model").model) is None
+
+
+def test_soft_tokens_on_an_encoder_without_embed_tokens_is_a_clear_error():
+    from test_decoding_beam import tiny_bert2bert
+
+    from gensar.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="T5-style encoder"):
+        attach_soft_tokens(tiny_bert2bert(), torch.zeros(3, 4))

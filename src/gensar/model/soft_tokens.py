@@ -64,6 +64,14 @@ def attach_soft_tokens(model, vectors: torch.Tensor, *, seed: int = 0) -> SoftTo
     The decoder keeps the shared word table, so generation is untouched.
     """
     encoder = model.get_encoder()
+    if not isinstance(getattr(encoder, "embed_tokens", None), nn.Embedding):
+        from gensar.errors import ConfigError
+
+        raise ConfigError(
+            f"tasks.soft_tokens needs a T5-style encoder; {type(encoder).__name__} reads its "
+            "inputs elsewhere",
+            fix="use model.preset tiny, small or a pretrained T5, or set tasks.soft_tokens=off",
+        )
     shared = model.get_input_embeddings()
     embedding = SoftTokenEmbedding(shared, vectors.to(shared.weight.device), seed=seed)
     embedding.project.to(shared.weight.device)
