@@ -68,7 +68,9 @@ def index_row(
     report_file = work / "identifiers" / "index_report.json"
     if reuse and report_file.is_file():
         report = json.loads(report_file.read_text())
-        seconds = sum(report.get("timings_s", {}).values())
+        timings = report.get("timings_s", {})
+        # "total" already sums the parts (adding it too doubled the figure)
+        seconds = timings.get("total", sum(timings.values()))
     else:
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(base / "embeddings", work / "embeddings")
