@@ -300,7 +300,43 @@ def render(results: dict[str, Any]) -> str:
                 f"| {d['valid_search_ndcg10']:.4f} | {d['valid_search_full_recall10']:.4f} "
                 f"| {d['valid_search_full_recall20']:.4f} | {d['full_samples']} |"
             )
+        lines += _over_seeds(trained)
     return "\n".join(lines)
+
+
+def _over_seeds(trained: dict[str, dict[str, Any]]) -> list[str]:
+    """Mean (min-max) over training seeds of the methods run with ``--tag seedN``
+    (``--set train.seed=N``; the untagged row is seed 0). A seed also draws its own
+    1,000 validation samples, so the methods are compared pair-wise within a seed."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name, d in trained.items():
+        base, _, tag = name.partition(" (seed")
+        if tag or f"{name} (seed1)" in trained:
+            groups.setdefault(base, []).append(d)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+    keys = ("valid_rec_ndcg10", "valid_search_ndcg10", "valid_search_full_recall10")
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
+
+    lines = [
+        "",
+        "Over training seeds (`--tag seedN --set train.seed=N`; each seed also draws its own "
+        "validation samples, so compare methods within a seed): mean (min-max).",
+        "",
+        "| method | seeds | valid rec NDCG@10 | valid search NDCG@10 "
+        "| valid search full-catalogue Recall@10 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for base, runs in groups.items():
+        lines.append(
+            f"| {base} | {len(runs)} | "
+            + " | ".join(cell([r[k] for r in runs]) for k in keys)
+            + " |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
