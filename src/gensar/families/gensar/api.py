@@ -28,6 +28,7 @@ from gensar.errors import GensarError
 from gensar.families.gensar.directory import (
     IDENTIFIERS,
     MODEL_CARD,
+    REBUILD,
     TOKENIZER,
     WEIGHTS,
     GenSARCard,
@@ -353,7 +354,7 @@ def _attach_soft_tokens(model, model_dir: Path) -> SoftVocabulary:
             f"soft-token ids start at {soft.base} but the model has "
             f"{model.get_input_embeddings().num_embeddings} word rows",
             where=model_dir / SOFT_TOKENS,
-            fix="retrain with `gensar train`, or copy the model directory again from its source",
+            fix=REBUILD,
         )
     attach_soft_tokens(model, torch.from_numpy(table))
     load_part(

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from gensar.errors import GensarError
+from gensar.families.gensar.directory import REBUILD
 
 FILE = "soft_tokens.safetensors"
 
@@ -141,13 +142,13 @@ def load_soft_tokens(folder: Path) -> tuple[SoftVocabulary, np.ndarray]:
         raise GensarError(
             f"not a soft-token table ({err})",
             where=path,
-            fix="retrain with `gensar train`, or copy the model directory again from its source",
+            fix=REBUILD,
         ) from None
     if table.ndim != 2 or table.shape[0] != vocabulary.size:
         raise GensarError(
             f"soft-token table has shape {tuple(table.shape)} for {vocabulary.size} items and queries",
             where=path,
-            fix="retrain with `gensar train`, or copy the model directory again from its source",
+            fix=REBUILD,
         )
     return vocabulary, table
 

@@ -89,21 +89,22 @@ class TaskBuilder:
     def query_ids(self, query: str) -> list[int]:
         return list(self._text(query))
 
-    def query_input_ids(self, query: str) -> list[int]:
-        """A query in the encoder input: its words, with its soft token before them or in
-        their place (``tasks.soft_tokens``; a query without a soft token keeps its words)."""
-        soft = self.soft.query(query) if self.soft is not None else None
+    def _with_soft(self, soft: int | None, tokens: list[int]) -> list[int]:
+        """``tokens`` with a soft token before them or in their place (``tasks.soft_tokens``);
+        without a soft token (mode off, or an unknown query) the tokens alone."""
         if soft is None:
-            return self.query_ids(query)
-        return [soft] if self.soft.mode == "instead" else [soft, *self.query_ids(query)]
+            return tokens
+        return [soft] if self.soft.mode == "instead" else [soft, *tokens]
+
+    def query_input_ids(self, query: str) -> list[int]:
+        """A query in the encoder input: its words, and its soft token if it has one."""
+        soft = self.soft.query(query) if self.soft is not None else None
+        return self._with_soft(soft, self.query_ids(query))
 
     def item_input_ids(self, item_id: str, kind: str) -> list[int]:
-        """A history item in the encoder input: its identifier (Eq. 11), with the item's
-        soft token before it or in its place (``tasks.soft_tokens``)."""
+        """A history item in the encoder input: its identifier (Eq. 11), and its soft token."""
         soft = self.soft.item(item_id) if self.soft is not None else None
-        if soft is None:
-            return self.item_ids(item_id, kind)
-        return [soft] if self.soft.mode == "instead" else [soft, *self.item_ids(item_id, kind)]
+        return self._with_soft(soft, self.item_ids(item_id, kind))
 
     def description_ids(self, item_id: str) -> list[int]:
         text = self.item_descriptions.get(item_id, "")
